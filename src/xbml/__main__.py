@@ -1,0 +1,3 @@
+from xbml.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,24 @@
+"""`python -m xbml prepare DATASET --raw DIR --out DIR`: the common manifest of a dataset."""
+
+from __future__ import annotations
+
+
+def add_arguments(p) -> None:
+    p.add_argument("dataset", help="dataset name")
+    p.add_argument("--raw", required=True, help="raw dataset folder written by `xbml fetch`")
+    p.add_argument("--out", required=True, help="prepared dataset folder (manifest.csv + dataset.json)")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="share of the training classes held out for model selection (never trained on)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the validation class split")
+
+
+def run(args) -> int:
+    from xbml.datasets.registry import get_dataset
+
+    dataset = get_dataset(args.dataset)
+    dataset.prepare(args.raw, args.out, val_fraction=args.val_fraction, seed=args.seed)
+    return 0

@@ -1,0 +1,174 @@
+"""The common dataset interface: a prepared dataset is a folder with
+
+- ``manifest.csv``: one row per image with columns
+  ``image`` (path relative to the image root, or ``#<row>`` into an array store),
+  ``label`` (the dataset's own integer class id), ``split`` (train / val / test),
+  ``role`` (``both`` when query = reference minus self; ``query`` / ``gallery``
+  for protocols such as In-Shop) and ``fold`` (0-3 class-disjoint folds of the
+  training classes, -1 elsewhere);
+- ``dataset.json``: name, where the images are (``image_root`` folder or
+  ``array_store`` .npz with an ``images`` uint8 array), channels and counts.
+
+Training, embedding and evaluation read only this, so a new dataset only has
+to write it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from xbml.atomic import write_json, write_text
+from xbml.errors import DataError
+
+SPLITS = ("train", "val", "test")
+ROLES = ("both", "query", "gallery")
+COLUMNS = ("image", "label", "split", "role", "fold")
+
+
+@dataclass
+class Manifest:
+    images: list[str]
+    labels: np.ndarray
+    splits: np.ndarray
+    roles: np.ndarray
+    folds: np.ndarray
+    info: dict = field(default_factory=dict)
+    root: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def indices(self, split: str, max_classes: int = 0) -> np.ndarray:
+        """Row indices of a split; `max_classes` keeps only its first N classes (sorted ids)."""
+        if split not in SPLITS:
+            raise DataError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+        idx = np.flatnonzero(self.splits == split)
+        if max_classes:
+            keep = np.unique(self.labels[idx])[:max_classes]
+            idx = idx[np.isin(self.labels[idx], keep)]
+        return idx
+
+    def classes(self, split: str) -> np.ndarray:
+        return np.unique(self.labels[self.splits == split])
+
+    @property
+    def image_root(self) -> Path | None:
+        if self.root is None or "image_root" not in self.info:
+            return None
+        return (self.root / self.info["image_root"]).resolve()
+
+    @property
+    def array_store(self) -> Path | None:
+        if self.root is None or "array_store" not in self.info:
+            return None
+        return (self.root / self.info["array_store"]).resolve()
+
+
+def validate(m: Manifest) -> None:
+    n = len(m.images)
+    for name in ("labels", "splits", "roles", "folds"):
+        if len(getattr(m, name)) != n:
+            raise DataError(f"manifest column {name} has {len(getattr(m, name))} rows, expected {n}")
+    bad = set(np.unique(m.splits)) - set(SPLITS)
+    if bad:
+        raise DataError(f"manifest has unknown splits {sorted(bad)}; valid: {', '.join(SPLITS)}")
+    bad = set(np.unique(m.roles)) - set(ROLES)
+    if bad:
+        raise DataError(f"manifest has unknown roles {sorted(bad)}; valid: {', '.join(ROLES)}")
+    # class-disjointness is the whole point of the protocol: check it, don't trust it
+    seen: dict[str, set] = {s: set(np.unique(m.labels[m.splits == s]).tolist()) for s in SPLITS}
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        shared = seen[a] & seen[b]
+        if shared:
+            raise DataError(
+                f"splits {a} and {b} share {len(shared)} classes (e.g. {sorted(shared)[:5]}); "
+                "the protocol needs class-disjoint splits"
+            )
+
+
+def write_manifest(folder: str | Path, m: Manifest) -> None:
+    validate(m)
+    folder = Path(folder)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for row in zip(m.images, m.labels.tolist(), m.splits.tolist(), m.roles.tolist(), m.folds.tolist()):
+        w.writerow(row)
+    info = dict(m.info)
+    info["counts"] = {
+        s: {"images": int((m.splits == s).sum()), "classes": int(len(np.unique(m.labels[m.splits == s])))}
+        for s in SPLITS
+    }
+    # dataset.json is written last: its presence marks a complete prepared folder
+    write_text(folder / "manifest.csv", buf.getvalue())
+    write_json(folder / "dataset.json", info)
+
+
+def read_manifest(folder: str | Path) -> Manifest:
+    folder = Path(folder)
+    info_path, csv_path = folder / "dataset.json", folder / "manifest.csv"
+    for p in (info_path, csv_path):
+        if not p.exists():
+            raise DataError(
+                f"{p} is missing: {folder} is not a prepared dataset; run `python -m xbml prepare` first"
+            )
+    info = json.loads(info_path.read_text())
+    with open(csv_path, newline="") as f:
+        reader = csv.reader(f)
+        header = tuple(next(reader, ()))
+        if header != COLUMNS:
+            raise DataError(f"{csv_path} has columns {header}, expected {COLUMNS}")
+        rows = list(reader)
+    try:
+        m = Manifest(
+            images=[r[0] for r in rows],
+            labels=np.array([int(r[1]) for r in rows], dtype=np.int64),
+            splits=np.array([r[2] for r in rows], dtype=object),
+            roles=np.array([r[3] for r in rows], dtype=object),
+            folds=np.array([int(r[4]) for r in rows], dtype=np.int64),
+            info=info,
+            root=folder.resolve(),
+        )
+    except (IndexError, ValueError) as exc:
+        raise DataError(f"{csv_path} has a malformed row: {exc}") from None
+    validate(m)
+    return m
+
+
+def carve_validation(train_classes: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Pick validation classes out of the training classes (deterministic for a seed)."""
+    rng = np.random.default_rng(seed)
+    classes = np.sort(np.asarray(train_classes))
+    n_val = max(1, int(round(len(classes) * fraction))) if fraction > 0 else 0
+    return np.sort(rng.choice(classes, size=n_val, replace=False)) if n_val else classes[:0]
+
+
+def assign_folds(train_classes: np.ndarray, n_folds: int = 4) -> dict[int, int]:
+    """Class-disjoint folds: contiguous blocks of the sorted class ids, as in MLRC."""
+    classes = np.sort(np.asarray(train_classes))
+    return {int(c): int(i * n_folds // len(classes)) for i, c in enumerate(classes)}
+
+
+def split_classes(
+    labels: np.ndarray,
+    test_classes: np.ndarray,
+    val_fraction: float,
+    seed: int,
+    n_folds: int = 4,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (split, fold) per row for labels, given the protocol's test classes."""
+    labels = np.asarray(labels)
+    is_test = np.isin(labels, test_classes)
+    train_classes = np.unique(labels[~is_test])
+    val_classes = carve_validation(train_classes, val_fraction, seed)
+    split = np.where(is_test, "test", np.where(np.isin(labels, val_classes), "val", "train")).astype(object)
+    fit_classes = np.setdiff1d(train_classes, val_classes)
+    folds = assign_folds(fit_classes, n_folds) if len(fit_classes) else {}
+    fold = np.array([folds.get(int(c), -1) for c in labels], dtype=np.int64)
+    return split, fold

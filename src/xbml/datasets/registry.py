@@ -1,0 +1,45 @@
+"""Dataset registry: a name in the config -> how to fetch its raw files and prepare its manifest.
+
+A dataset module registers a class with two hooks:
+
+- ``fetch(raw_dir, sources, progress) -> None``: make ``raw_dir`` hold the verified raw
+  files (download, or generate for the embedded dataset); a no-op when already there.
+- ``prepare(raw_dir, out_dir, val_fraction, seed) -> None``: write the common manifest
+  (see :mod:`xbml.datasets.manifest`) into ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from xbml.registry import Registry
+
+DATASETS: Registry = Registry("dataset")
+
+# modules that register datasets; imported on first lookup so `python -m xbml` stays light
+_MODULES = (
+    "xbml.datasets.glyphs",
+    "xbml.datasets.cub",
+    "xbml.datasets.cars",
+    "xbml.datasets.sop",
+    "xbml.datasets.inshop",
+)
+
+
+def _load_all() -> None:
+    for module in _MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def get_dataset(name: str):
+    _load_all()
+    return DATASETS.get(name)
+
+
+def dataset_names() -> list[str]:
+    _load_all()
+    return DATASETS.names()

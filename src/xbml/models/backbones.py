@@ -1,0 +1,129 @@
+"""Backbones return a feature map (b, d, h, w); pooling and the head come after.
+
+Pretrained ImageNet weights are only ever read from disk (an explicit file, or
+torchvision's cache folder): nothing is downloaded, and asking for weights that
+are not there is an error that names the path to put them at.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from xbml.errors import ConfigError
+from xbml.registry import Registry
+
+BACKBONES: Registry = Registry("backbone")
+
+
+class Backbone(nn.Module):
+    """Thin base: subclasses set `out_channels` and map images to a feature map."""
+
+    out_channels: int
+    in_channels: int = 3
+
+
+def _conv_block(cin: int, cout: int, pool: bool) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
+
+
+@BACKBONES.register("glyph_convnet")
+class GlyphConvNet(Backbone):
+    """4 conv blocks (32-64-128-128) for 32x32 glyphs: a 4x4x128 map, as in facts.md."""
+
+    def __init__(self, in_channels: int = 1, pretrained: bool = False, weights_path: str | None = None):
+        super().__init__()
+        if pretrained:
+            raise ConfigError("glyph_convnet has no pretrained weights; set model.pretrained: false")
+        self.in_channels = in_channels
+        self.out_channels = 128
+        self.features = nn.Sequential(
+            _conv_block(in_channels, 32, True),
+            _conv_block(32, 64, True),
+            _conv_block(64, 128, True),
+            _conv_block(128, 128, False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+def torchvision_cache_path(weights) -> Path:
+    """Where torchvision would keep `weights` after a download: torch.hub's checkpoint folder."""
+    filename = os.path.basename(weights.url)
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def load_pretrained_state(weights, weights_path: str | None) -> dict:
+    path = Path(weights_path) if weights_path else torchvision_cache_path(weights)
+    if not path.exists():
+        raise ConfigError(
+            f"pretrained weights requested but {path} does not exist. Download {weights.url} "
+            f"on a machine with internet and place it at {path} (or set model.weights_path), "
+            "or set model.pretrained: false"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise ConfigError(f"cannot read pretrained weights {path}: {exc}; re-download {weights.url}") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    return state
+
+
+class TorchvisionResNet(Backbone):
+    arch: str
+    weights_enum: str
+
+    def __init__(self, in_channels: int = 3, pretrained: bool = False, weights_path: str | None = None):
+        super().__init__()
+        import torchvision
+
+        self.in_channels = in_channels
+        net = getattr(torchvision.models, self.arch)(weights=None)
+        if pretrained:
+            weights = getattr(torchvision.models, self.weights_enum).IMAGENET1K_V1
+            missing, unexpected = net.load_state_dict(load_pretrained_state(weights, weights_path), strict=False)
+            if missing or [k for k in unexpected if not k.startswith("fc.")]:
+                raise ConfigError(
+                    f"weights for {self.arch} do not match the architecture "
+                    f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+                )
+        self.out_channels = net.fc.in_features
+        # everything up to the last residual stage: pooling belongs to the embedding model
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        self.stages = nn.Sequential(net.layer1, net.layer2, net.layer3, net.layer4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1 and self.in_channels == 3:
+            x = x.expand(-1, 3, -1, -1)
+        return self.stages(self.stem(x))
+
+
+@BACKBONES.register("resnet18")
+class ResNet18(TorchvisionResNet):
+    arch = "resnet18"
+    weights_enum = "ResNet18_Weights"
+
+
+@BACKBONES.register("resnet50")
+class ResNet50(TorchvisionResNet):
+    arch = "resnet50"
+    weights_enum = "ResNet50_Weights"
+
+
+def build_backbone(name: str, in_channels: int, pretrained: bool = False, weights_path: str | None = None) -> Backbone:
+    cls = BACKBONES.get(name)
+    if name != "glyph_convnet":
+        in_channels = 3  # torchvision nets take RGB; grey images are expanded in forward
+    return cls(in_channels=in_channels, pretrained=pretrained, weights_path=weights_path)

@@ -1,0 +1,1 @@
+"""Training: device selection, checkpoints, logs and the training loop."""

@@ -1,0 +1,333 @@
+"""The training loop: paired baseline/XML runs, checkpoints, resume, validation-based selection."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xbml import __version__
+from xbml.atomic import atomic_path, write_json
+from xbml.datasets.manifest import read_manifest
+from xbml.datasets.torch_data import ManifestImages, training_batches
+from xbml.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
+from xbml.inference import compute_embeddings, split_dataset
+from xbml.losses.base_losses import build_base_loss
+from xbml.losses.cross_batch import build_regularizer
+from xbml.models import build_model
+from xbml.samplers import ClassDisjointHalvesSampler
+from xbml.training import distributed as dist
+from xbml.training.checkpoint import config_fingerprint, load_checkpoint, save_checkpoint
+from xbml.training.device import job_threads, select_device, set_threads, use_bf16, use_channels_last, autocast
+from xbml.training.objective import Objective
+from xbml.training.run_log import JsonlLog
+
+log = logging.getLogger(__name__)
+
+
+def _lr_lambda(optim_cfg: dict, iterations: int):
+    warmup = optim_cfg["warmup_iterations"]
+    schedule = optim_cfg["schedule"]
+    if schedule not in ("constant", "cosine"):
+        raise ConfigError(f"optim.schedule must be 'constant' or 'cosine', got {schedule!r}")
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "cosine":
+            progress = (step - warmup) / max(1, iterations - warmup)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+
+    return factor
+
+
+def _optimizer(objective: Objective, optim_cfg: dict) -> torch.optim.Optimizer:
+    lr, wd = optim_cfg["lr"], optim_cfg["weight_decay"]
+    groups = [{"params": list(objective.model.parameters()), "lr": lr, "name": "model"}]
+    base_params = list(objective.base_loss.parameters())
+    if base_params:  # proxies of proxy losses learn faster, as is usual for them
+        groups.append({"params": base_params, "lr": lr * 100, "name": "base_loss"})
+    if objective.regularizer is not None:
+        groups.append(
+            {"params": list(objective.regularizer.parameters()), "lr": lr * optim_cfg["xml_lr_multiplier"], "name": "xml"}
+        )
+    name = optim_cfg["name"]
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=wd)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr, weight_decay=wd)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=lr, weight_decay=wd)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, weight_decay=wd, momentum=0.9)
+    raise ConfigError(f"unknown optim.name {name!r}; valid: adam, adamw, rmsprop, sgd")
+
+
+class Trainer:
+    def __init__(self, cfg: dict, out_dir: str | Path, threads: int = 0):
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.ckpt_path = self.out_dir / "checkpoints" / "last.pt"
+        self.rank, self.world = dist.rank(), dist.world_size()
+        set_threads(job_threads(threads or cfg["train"]["threads"]))
+        self.device = dist.device_for_rank(select_device(cfg["train"]["device"]))
+        self.bf16 = use_bf16(cfg["train"]["amp"], self.device)
+        self.channels_last = use_channels_last(cfg["train"]["channels_last"], self.device)
+
+        data_cfg = cfg["data"]
+        self.manifest = read_manifest(data_cfg["prepared"])
+        train_rows = self.manifest.indices("train", data_cfg["max_classes"])
+        if data_cfg["fold"] is not None:
+            # cross-validation: train on the other folds, validate on this one
+            fold = int(data_cfg["fold"])
+            folds = self.manifest.folds[train_rows]
+            if fold not in set(folds.tolist()):
+                raise ConfigError(f"data.fold {fold} does not exist in {data_cfg['prepared']}")
+            self.val_rows = train_rows[folds == fold]
+            train_rows = train_rows[folds != fold]
+        else:
+            self.val_rows = self.manifest.indices("val", data_cfg["max_classes"])
+        if len(train_rows) == 0:
+            raise DataError(f"{data_cfg['prepared']} has no training images")
+        self.train_classes, contiguous = np.unique(self.manifest.labels[train_rows], return_inverse=True)
+        self.in_channels = int(self.manifest.info.get("channels", 3))
+        self.train_set = ManifestImages(
+            self.manifest, train_rows, contiguous, data_cfg["image_size"], data_cfg["resize"],
+            train=True, augment=data_cfg["train_augment"],
+        )
+        self.sampler = ClassDisjointHalvesSampler(
+            contiguous, cfg["sampler"]["classes_per_batch"], cfg["sampler"]["images_per_class"], cfg["seed"]
+        )
+        self.objective = self._build_objective()
+        self.optimizer = _optimizer(self.objective, cfg["optim"])
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _lr_lambda(cfg["optim"], cfg["train"]["iterations"])
+        )
+        self.fingerprint = config_fingerprint(cfg)
+        self.iteration = 0
+        self.best = {"iteration": 0, "map_at_r": -1.0, "state": None, "metrics": None}
+
+    def _build_objective(self) -> Objective:
+        cfg = self.cfg
+        # the network is built first from the global seed, XML's parameters from their own
+        # generator: a baseline and an XML run with one seed start from the same weights
+        torch.manual_seed(cfg["seed"])
+        model = build_model(cfg["model"], self.in_channels)
+        num_classes = len(self.train_classes)
+        base = build_base_loss(cfg["loss"], num_classes, cfg["model"]["embedding_dim"])
+        xml_cfg = cfg["xml"]
+        regularizer = None
+        if xml_cfg["weight"] > 0 or xml_cfg["force_compute"]:
+            regularizer = build_regularizer(
+                xml_cfg, model.feature_dim, cfg["model"]["embedding_dim"], num_classes, cfg["seed"]
+            )
+        objective = Objective(model, base, regularizer, xml_cfg["weight"]).to(self.device)
+        if self.channels_last:
+            objective.model.to(memory_format=torch.channels_last)
+        return objective
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _state(self) -> dict:
+        return {
+            "iteration": self.iteration,
+            "fingerprint": self.fingerprint,
+            "objective": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng_torch": torch.get_rng_state(),
+            "best_iteration": self.best["iteration"],
+            "best_map_at_r": self.best["map_at_r"],
+            "best_state": self.best["state"],
+            "best_metrics_json": None if self.best["metrics"] is None else json.dumps(self.best["metrics"]),
+        }
+
+    def resume(self) -> bool:
+        if not self.ckpt_path.exists():
+            return False
+        state = load_checkpoint(self.ckpt_path)
+        if state.get("fingerprint") != self.fingerprint:
+            raise CheckpointError(
+                f"checkpoint {self.ckpt_path} was written with a different configuration; "
+                f"delete {self.ckpt_path.parent} to start this configuration from scratch, or rerun with the old one"
+            )
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng_torch"])
+        self.iteration = int(state["iteration"])
+        self.best = {
+            "iteration": int(state["best_iteration"]),
+            "map_at_r": float(state["best_map_at_r"]),
+            "state": state["best_state"],
+            "metrics": None if state["best_metrics_json"] is None else json.loads(state["best_metrics_json"]),
+        }
+        log.info("resumed from %s at iteration %d", self.ckpt_path, self.iteration)
+        return True
+
+    def save(self) -> None:
+        if self.rank == 0:
+            save_checkpoint(self.ckpt_path, self._state())
+
+    # -- validation ------------------------------------------------------------------------------
+    def validate(self) -> dict | None:
+        if len(self.val_rows) == 0:
+            return None
+        from xbml.evaluation.retrieval_metrics import retrieval_metrics
+
+        data_cfg = self.cfg["data"]
+        dataset = ManifestImages(
+            self.manifest, self.val_rows, self.manifest.labels[self.val_rows], data_cfg["image_size"], data_cfg["resize"]
+        )
+        emb = compute_embeddings(
+            self.objective.model, dataset, self.cfg["eval"]["batch_size"], self.device,
+            workers=data_cfg["workers"], channels_last=self.channels_last, bf16=self.bf16,
+        )
+        return retrieval_metrics(emb, dataset.targets)
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        from tqdm.auto import tqdm
+
+        cfg, tcfg = self.cfg, self.cfg["train"]
+        total = tcfg["iterations"]
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        resumed = self.resume()
+        train_log, val_log = JsonlLog(self.out_dir / "train_log.jsonl"), JsonlLog(self.out_dir / "val_log.jsonl")
+        if self.rank == 0:
+            for lg in (train_log, val_log):
+                lg.truncate_after(self.iteration) if resumed else lg.path.unlink(missing_ok=True)
+        model = dist.wrap(self.objective, self.device)
+        self._train_mode()
+        batches = training_batches(
+            self.train_set, dist.RankedSampler(self.sampler, self.rank, self.world), self.iteration, total,
+            self.cfg["data"]["workers"], pin_memory=self.device.type == "cuda",
+        )
+        bar = tqdm(
+            total=total, initial=self.iteration, desc=f"train {self.out_dir.name}", unit="it",
+            disable=not tcfg["progress"] or self.rank != 0, mininterval=1.0 if sys.stderr.isatty() else 10.0,
+            file=sys.stderr,
+        )
+        start = time.perf_counter()
+        split = self.sampler.split
+        for images, labels in batches:
+            t0 = time.perf_counter()
+            images = images.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast(self.device, self.bf16):
+                terms = model(images, labels, split)
+            loss = terms["loss"]
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss is {loss.item()} at iteration {self.iteration + 1}; training stopped. The last good "
+                    f"checkpoint {self.ckpt_path} (iteration {self._checkpoint_iteration()}) was kept. "
+                    "Lower optim.lr or xml.weight, or raise xml.ridge_lambda"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.scheduler.step()
+            self.iteration += 1
+            if self.rank == 0:
+                record = {"iteration": self.iteration, "lr": lr, "time_s": round(time.perf_counter() - t0, 5)}
+                record.update({k: float(v.detach()) for k, v in terms.items()})
+                train_log.write(record)
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
+            if self.iteration % tcfg["eval_every"] == 0 or self.iteration == total:
+                self._validate_and_select(val_log)
+                self._train_mode()
+            if self.iteration % tcfg["checkpoint_every"] == 0 or self.iteration == total:
+                train_log.flush()
+                val_log.flush()
+                self.save()
+            dist.barrier()
+        bar.close()
+        train_log.close()
+        val_log.close()
+        return self._finish(time.perf_counter() - start)
+
+    def _train_mode(self) -> None:
+        self.objective.train()
+        if self.cfg["model"]["freeze_bn"]:
+            for m in self.objective.model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+    def _checkpoint_iteration(self) -> int:
+        if not self.ckpt_path.exists():
+            return 0
+        try:
+            return int(load_checkpoint(self.ckpt_path)["iteration"])
+        except CheckpointError:
+            return -1
+
+    def _validate_and_select(self, val_log: JsonlLog) -> None:
+        if self.rank != 0:
+            return
+        metrics = self.validate()
+        if metrics is None:
+            return
+        record = {"iteration": self.iteration, **{k: metrics[k] for k in ("map_at_r", "r_precision", "precision_at_1")}}
+        val_log.write(record)
+        if metrics["map_at_r"] > self.best["map_at_r"]:
+            self.best = {
+                "iteration": self.iteration,
+                "map_at_r": metrics["map_at_r"],
+                "state": {k: v.detach().cpu().clone() for k, v in self.objective.model.state_dict().items()},
+                "metrics": record,
+            }
+
+    def _finish(self, seconds: float) -> dict:
+        if self.rank != 0:
+            return {}
+        model_state = self.objective.model.state_dict()
+        selected = self.iteration
+        if self.best["state"] is not None:
+            model_state, selected = self.best["state"], self.best["iteration"]
+        reg = self.objective.regularizer
+        blob = {
+            "state_dict": {k: v.detach().cpu() for k, v in model_state.items()},
+            # prototypes of the final iteration, for the report's assignment maps
+            "xml_state": None if reg is None else {k: v.detach().cpu() for k, v in reg.state_dict().items()},
+            "config": self.cfg,
+            "in_channels": self.in_channels,
+            "train_classes": self.train_classes.tolist(),
+            "selected_iteration": selected,
+            "xbml_version": __version__,
+        }
+        with atomic_path(self.out_dir / "model.pt", suffix=".tmp") as tmp:
+            torch.save(blob, tmp)
+        summary = {
+            "iterations": self.iteration,
+            "selected_iteration": selected,
+            "selected_by": "validation MAP@R" if self.best["state"] is not None else "last iteration (no validation classes)",
+            "val_at_selected": self.best["metrics"],
+            "device": str(self.device),
+            "bf16": self.bf16,
+            "channels_last": self.channels_last,
+            "threads": torch.get_num_threads(),
+            "world_size": self.world,
+            "wall_time_s_this_process": round(seconds, 2),
+            "config_fingerprint": self.fingerprint,
+        }
+        write_json(self.out_dir / "train_summary.json", summary)
+        return summary
+
+
+def train(cfg: dict, out_dir: str | Path, threads: int = 0) -> dict:
+    dist.init()
+    try:
+        return Trainer(cfg, out_dir, threads).fit()
+    finally:
+        dist.shutdown()
