@@ -37,7 +37,8 @@ def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every unreadable file gets the same advice
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(
-            f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc}). It was left untouched; "
+            f"checkpoint {path} is unreadable ({type(exc).__name__}: {reason}). It was left untouched; "
             "delete it to train from scratch, or restore it from a backup"
         ) from None

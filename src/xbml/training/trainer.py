@@ -71,8 +71,23 @@ def _optimizer(objective: Objective, optim_cfg: dict) -> torch.optim.Optimizer:
     raise ConfigError(f"unknown optim.name {name!r}; valid: adam, adamw, rmsprop, sgd")
 
 
+def check_component_names(cfg: dict) -> None:
+    """Fail on a misspelt component before any data is read or time is spent."""
+    from xbml.losses.base_losses import BASE_LOSSES, MINERS, loss_names
+    from xbml.models.backbones import BACKBONES
+
+    BACKBONES.get(cfg["model"]["backbone"])
+    loss_names()
+    BASE_LOSSES.get(cfg["loss"]["name"])
+    if cfg["loss"]["miner"] not in (None, "none", "auto"):
+        MINERS.get(cfg["loss"]["miner"])
+    if cfg["optim"]["name"] not in ("adam", "adamw", "rmsprop", "sgd"):
+        raise ConfigError(f"unknown optim.name {cfg['optim']['name']!r}; valid: adam, adamw, rmsprop, sgd")
+
+
 class Trainer:
     def __init__(self, cfg: dict, out_dir: str | Path, threads: int = 0):
+        check_component_names(cfg)
         self.cfg = cfg
         self.out_dir = Path(out_dir)
         self.ckpt_path = self.out_dir / "checkpoints" / "last.pt"

@@ -1,0 +1,51 @@
+"""Shared fixtures: small prepared datasets on disk, built by the real manifest writer."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+# tests never write into the user's caches or print analytics banners
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def make_blob_dataset(out: Path, classes: int = 24, per_class: int = 8, val_fraction: float = 0.0, seed: int = 0) -> Path:
+    """A prepared dataset of noisy class templates: learnable, so training must beat chance."""
+    from xbml.datasets.manifest import Manifest, split_classes, write_manifest
+
+    rng = np.random.default_rng(seed)
+    templates = rng.integers(0, 255, size=(classes, 32, 32))
+    images = templates[:, None] + rng.normal(0, 60, size=(classes, per_class, 32, 32))
+    images = np.clip(images, 0, 255).astype(np.uint8).reshape(-1, 32, 32)
+    labels = np.repeat(np.arange(classes), per_class)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "store.npz", images=images)
+    split, fold = split_classes(labels, np.arange(classes // 2, classes), val_fraction, seed)
+    roles = np.array(["both"] * len(labels), dtype=object)
+    info = {"name": "blobs", "array_store": "store.npz", "channels": 1, "image_size": 32, "protocol": "self"}
+    write_manifest(out, Manifest([f"#{i}" for i in range(len(labels))], labels, split, roles, fold, info=info))
+    return out
+
+
+@pytest.fixture
+def blob_dataset(tmp_path) -> Path:
+    return make_blob_dataset(tmp_path / "prepared")
+
+
+def tiny_train_overrides(prepared: Path, iterations: int = 12) -> list[str]:
+    return [
+        f"data.prepared={prepared}",
+        f"train.iterations={iterations}",
+        "train.checkpoint_every=4",
+        "train.eval_every=1000",
+        "train.progress=false",
+        "sampler.classes_per_batch=6",
+        "sampler.images_per_class=4",
+    ]
