@@ -1,0 +1,80 @@
+"""Cars196 (Stanford Cars, Krause et al. 2013): 196 car models, 16,185 images.
+
+Protocol (MLRC): classes 1-98 train (8,054 images), 99-196 test (8,131).
+cars_annos.mat holds a struct array `annotations` with the fields
+relative_im_path (car_ims/000001.jpg), bbox_*, class and test; the `test` flag
+is the classification split and is not used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from xbml.datasets.real_dataset import Annotations, FileSpec, RealDataset
+from xbml.datasets.registry import DATASETS
+from xbml.errors import DataError
+
+FIRST_TEST_CLASS = 99
+
+
+@DATASETS.register("cars196")
+class Cars196(RealDataset):
+    name = "cars196"
+    title = "Cars196"
+    files = (
+        FileSpec(
+            "car_ims.tgz",
+            md5="d5c8f0aa497503f355e17dc7886c3f14",
+            urls=(
+                "http://ai.stanford.edu/~jkrause/car196/car_ims.tgz",
+                "http://imagenet.stanford.edu/internal/car196/car_ims.tgz",
+            ),
+            top="car_ims",
+        ),
+        FileSpec(
+            "cars_annos.mat",
+            md5="b407c6086d669747186bd1d764ff9dbc",
+            urls=(
+                "http://ai.stanford.edu/~jkrause/car196/cars_annos.mat",
+                "http://imagenet.stanford.edu/internal/car196/cars_annos.mat",
+            ),
+            archive=False,
+        ),
+    )
+    required = ("car_ims", "cars_annos.mat")
+    expected_counts = {"train_images": 8054, "train_classes": 98, "test_images": 8131, "test_classes": 98}
+    obtain_help = (
+        "The Stanford host often answers 404: get car_ims.tgz and cars_annos.mat from a copy you trust "
+        "(the checksums tell whether it is the published one) and set `local:` for each."
+    )
+
+    @classmethod
+    def image_root(cls, raw_dir: Path) -> Path:
+        return Path(raw_dir)
+
+    @classmethod
+    def read_annotations(cls, raw_dir: Path) -> Annotations:
+        from scipy.io import loadmat
+
+        path = Path(raw_dir) / "cars_annos.mat"
+        try:
+            mat = loadmat(path, squeeze_me=True, struct_as_record=False)
+        except (OSError, ValueError, TypeError, NotImplementedError) as exc:
+            raise DataError(f"cannot read {path} ({exc}); delete the raw folder and fetch again") from None
+        if "annotations" not in mat:
+            raise DataError(f"{path} has no `annotations` variable; it is not the Cars196 annotation file")
+        images: list[str] = []
+        labels: list[int] = []
+        for i, entry in enumerate(np.atleast_1d(mat["annotations"])):
+            try:
+                images.append(str(getattr(entry, "relative_im_path")).strip())
+                labels.append(int(getattr(entry, "class")))
+            except (AttributeError, TypeError, ValueError):
+                raise DataError(
+                    f"{path}: annotation {i} lacks the fields relative_im_path and class"
+                ) from None
+        y = np.array(labels, dtype=np.int64)
+        partition = np.where(y >= FIRST_TEST_CLASS, "test", "train").astype(object)
+        return Annotations(images, y, partition)

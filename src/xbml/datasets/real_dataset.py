@@ -1,0 +1,496 @@
+"""The shared fetch and prepare logic of the published datasets (CUB-200-2011, Cars196, SOP, In-Shop).
+
+A dataset subclasses :class:`RealDataset`, declares its files (name, checksum,
+mirrors), the layout they unpack to and the published counts, and implements
+two hooks:
+
+- ``read_annotations(raw_dir) -> Annotations``: its own annotation format ->
+  image paths (relative to the image root), integer class ids and the protocol's
+  partition of every image (``train`` / ``test``, or ``train`` / ``query`` /
+  ``gallery``);
+- ``image_root(raw_dir) -> Path``: the folder those image paths are relative to.
+
+``fetch`` obtains every file (a ``local:`` copy or the mirrors in order),
+verifies its checksum before unpacking anything, assembles the raw folder in a
+temporary folder beside it and renames it into place with ``fetch.json`` (the
+checksums and the expected counts) inside, so the raw folder exists only
+complete. ``prepare`` parses the annotations, checks the counts against the
+published ones (or the ``expected_counts`` recorded by fetch) and that every
+listed image exists, and writes the common manifest.
+
+The sources block of a dataset (config/datasets.yaml, see docs/datasets.md)::
+
+    cub200:
+      download_dir: data/downloads         # optional; default: `downloads` beside the raw folder
+      expected_counts: {train_images: 6}   # optional; replaces the published counts
+      files:
+        - name: CUB_200_2011.tgz
+          md5: 97eceeb196236b17998738112f37df78
+          urls: [https://...]              # tried in order
+          local: /data/CUB_200_2011.tgz    # optional; a downloaded file or extracted folder
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Iterator
+
+import numpy as np
+
+from xbml.atomic import write_json
+from xbml.datasets.archives import extract_into, make_temp_dir
+from xbml.datasets.download import (
+    ALGORITHMS,
+    checksum_mismatch,
+    download,
+    file_hash,
+    mismatch_message,
+    normalize_checksums,
+)
+from xbml.datasets.manifest import Manifest, split_classes, write_manifest
+from xbml.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+MARKER = "fetch.json"
+SOURCE_KEYS = ("download_dir", "expected_counts", "files")
+FILE_KEYS = ("name", "local", "urls") + ALGORITHMS
+DOCS = "docs/datasets.md"
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One file of a dataset as its authors distribute it."""
+
+    name: str
+    md5: str | None = None
+    urls: tuple[str, ...] = ()
+    # an archive is unpacked into `dest`; any other file is copied into `dest`
+    archive: bool = True
+    # the folder the archive holds, so that `local:` may point at an already extracted copy
+    top: str | None = None
+    dest: str = "."
+
+
+@dataclass
+class Source:
+    """A file resolved against the sources block: what to verify and where to get it."""
+
+    spec: FileSpec
+    checksums: dict[str, str]
+    urls: list[str]
+    local: Path | None
+
+
+@dataclass
+class Obtained:
+    spec: FileSpec
+    path: Path
+    is_folder: bool
+    record: dict = field(default_factory=dict)
+
+
+@dataclass
+class Annotations:
+    images: list[str]
+    labels: np.ndarray
+    partition: np.ndarray
+
+
+def read_rows(path: Path, columns: int, skip: int = 0) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of a whitespace-separated text file; DataError on a short row."""
+    if not path.is_file():
+        raise DataError(f"annotation file {path} is missing; the raw folder is incomplete: delete it and fetch again")
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if number <= skip or not line.strip():
+                continue
+            fields = line.split()
+            if len(fields) < columns:
+                raise DataError(f"{path}:{number}: expected {columns} columns, got {line.strip()!r}")
+            yield number, fields
+
+
+def parse_int(path: Path, number: int, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise DataError(f"{path}:{number}: {text!r} is not an integer") from None
+
+
+def _swap_into_place(staging: Path, target: Path) -> None:
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    os.replace(target, trash / "content")
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        os.replace(trash / "content", target)
+        raise
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def read_marker(raw_dir: str | os.PathLike) -> dict | None:
+    path = Path(raw_dir) / MARKER
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class RealDataset:
+    """Base class: subclasses declare their files and counts and implement the two hooks."""
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    # "self": query = reference minus self; "query_gallery": separate query and gallery sets
+    protocol: ClassVar[str] = "self"
+    files: ClassVar[tuple[FileSpec, ...]] = ()
+    # paths (relative to the raw folder) that must exist once every file is unpacked
+    required: ClassVar[tuple[str, ...]] = ()
+    # the published counts; keys from count_keys()
+    expected_counts: ClassVar[dict[str, int]] = {}
+    # how to obtain the files by hand (appended to the error when no source works)
+    obtain_help: ClassVar[str] = ""
+
+    # ---- the two hooks -------------------------------------------------------------------------
+
+    @classmethod
+    def read_annotations(cls, raw_dir: Path) -> Annotations:
+        raise NotImplementedError
+
+    @classmethod
+    def image_root(cls, raw_dir: Path) -> Path:
+        raise NotImplementedError
+
+    # ---- counts --------------------------------------------------------------------------------
+
+    @classmethod
+    def partitions(cls) -> tuple[str, ...]:
+        return ("train", "query", "gallery") if cls.protocol == "query_gallery" else ("train", "test")
+
+    @classmethod
+    def count_keys(cls) -> tuple[str, ...]:
+        keys = [f"{p}_{what}" for p in cls.partitions() for what in ("images", "classes")]
+        if cls.protocol == "query_gallery":
+            keys += ["test_images", "test_classes"]
+        return tuple(keys)
+
+    @classmethod
+    def counts(cls, ann: Annotations) -> dict[str, int]:
+        out: dict[str, int] = {}
+        groups = {p: ann.partition == p for p in cls.partitions()}
+        if cls.protocol == "query_gallery":
+            groups["test"] = groups["query"] | groups["gallery"]
+        for p, mask in groups.items():
+            out[f"{p}_images"] = int(mask.sum())
+            out[f"{p}_classes"] = int(len(np.unique(ann.labels[mask])))
+        return out
+
+    # ---- sources -------------------------------------------------------------------------------
+
+    @classmethod
+    def resolve_sources(cls, sources: dict | None) -> tuple[list[Source], Path | None, dict[str, int]]:
+        """(files, download_dir or None, expected counts) from a dataset's sources block."""
+        sources = sources or {}
+        where = f"sources of {cls.name}"
+        if not isinstance(sources, dict):
+            raise ConfigError(f"{where} must be a mapping with keys {', '.join(SOURCE_KEYS)}")
+        unknown = sorted(set(sources) - set(SOURCE_KEYS))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {', '.join(SOURCE_KEYS)}")
+        entries = sources.get("files") or []
+        if not isinstance(entries, list):
+            raise ConfigError(f"{where}: `files` must be a list of entries with name, md5, urls, local")
+        names = [s.name for s in cls.files]
+        by_name: dict[str, dict] = {}
+        for entry in entries:
+            if not isinstance(entry, dict) or "name" not in entry:
+                raise ConfigError(f"{where}: every entry of `files` needs a `name`, got {entry!r}")
+            bad = sorted(set(entry) - set(FILE_KEYS))
+            if bad:
+                raise ConfigError(
+                    f"{where}: file {entry['name']!r} has unknown key(s) {bad}; valid keys: {', '.join(FILE_KEYS)}"
+                )
+            if entry["name"] not in names:
+                raise ConfigError(f"{where}: unknown file {entry['name']!r}; {cls.title} has: {', '.join(names)}")
+            if entry["name"] in by_name:
+                raise ConfigError(f"{where}: file {entry['name']!r} is listed twice")
+            by_name[entry["name"]] = entry
+        resolved = []
+        for spec in cls.files:
+            entry = by_name.get(spec.name, {})
+            what = f"{where}: {spec.name}"
+            if any(a in entry for a in ALGORITHMS):
+                checksums = normalize_checksums({a: entry.get(a) for a in ALGORITHMS if a in entry}, what)
+            else:
+                checksums = normalize_checksums({"md5": spec.md5}, what)
+            urls = entry.get("urls", list(spec.urls)) or []
+            if isinstance(urls, str):
+                urls = [urls]
+            if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+                raise ConfigError(f"{what}: `urls` must be a list of URLs")
+            local = entry.get("local")
+            if local is not None and not isinstance(local, str):
+                raise ConfigError(f"{what}: `local` must be a path")
+            resolved.append(Source(spec, checksums, urls, Path(local).expanduser() if local else None))
+        download_dir = sources.get("download_dir")
+        if download_dir is not None and not isinstance(download_dir, str):
+            raise ConfigError(f"{where}: `download_dir` must be a path")
+        expected = sources.get("expected_counts")
+        if expected is None:
+            expected = dict(cls.expected_counts)
+        else:
+            if not isinstance(expected, dict):
+                raise ConfigError(f"{where}: `expected_counts` must map {', '.join(cls.count_keys())} to numbers")
+            bad = sorted(set(expected) - set(cls.count_keys()))
+            if bad:
+                raise ConfigError(
+                    f"{where}: unknown expected_counts key(s) {bad}; valid: {', '.join(cls.count_keys())}"
+                )
+            for key, value in expected.items():
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise ConfigError(f"{where}: expected_counts.{key} must be a count, got {value!r}")
+            if not expected:
+                log.warning("%s: expected_counts is empty: prepare will not check the image counts", cls.name)
+            expected = dict(expected)
+        return resolved, Path(download_dir).expanduser() if download_dir else None, expected
+
+    @classmethod
+    def _missing_source(cls, source: Source) -> DataError:
+        msg = (
+            f"{cls.title}: no source for {source.spec.name}: the sources file gives neither a `local:` path "
+            f"nor a mirror URL for it (config/datasets.yaml, or the file passed with --sources, under "
+            f"{cls.name}.files)."
+        )
+        if cls.obtain_help:
+            msg += " " + cls.obtain_help
+        msg += f" See {DOCS}."
+        return DataError(msg)
+
+    @classmethod
+    def _obtain(cls, source: Source, download_dir: Path, progress: bool) -> Obtained:
+        spec = source.spec
+        if source.local is not None:
+            path = source.local
+            if not path.exists():
+                raise DataError(
+                    f"{cls.title}: the local path {path} given for {spec.name} does not exist. "
+                    + (cls.obtain_help + " " if cls.obtain_help else "")
+                    + f"See {DOCS}."
+                )
+            if path.is_dir():
+                if (path / spec.name).is_file():
+                    path = path / spec.name
+                elif spec.archive and spec.top and (path.name == spec.top or (path / spec.top).is_dir()):
+                    folder = path if path.name == spec.top else path / spec.top
+                    log.info("%s: using the extracted folder %s (no checksum possible)", spec.name, folder)
+                    return Obtained(spec, folder, True, {"source": f"local folder {folder.resolve()}"})
+                else:
+                    holds = f"{spec.top}/ or {spec.name}" if spec.archive and spec.top else spec.name
+                    raise DataError(
+                        f"{cls.title}: the local path {path} given for {spec.name} is a folder without {holds}"
+                    )
+            bad = checksum_mismatch(path, source.checksums)
+            if bad is not None:
+                raise DataError(mismatch_message(str(path), *bad, source="local:", deleted=False))
+            record = dict(source.checksums)
+            if not source.checksums:
+                record["sha256"] = file_hash(path)
+                log.warning(
+                    "%s: no checksum configured; using %s unverified (sha256 %s)", spec.name, path, record["sha256"]
+                )
+            record["source"] = f"local {path.resolve()}"
+            return Obtained(spec, path, False, record)
+        if source.urls:
+            path = download(source.urls, download_dir / spec.name, source.checksums, progress=progress)
+            record = dict(source.checksums) or {"sha256": file_hash(path)}
+            record["source"] = "download"
+            return Obtained(spec, path, False, record)
+        raise cls._missing_source(source)
+
+    @classmethod
+    def _install(cls, item: Obtained, staging: Path, progress: bool) -> None:
+        dest = staging / item.spec.dest
+        dest.mkdir(parents=True, exist_ok=True)
+        if item.is_folder:
+            log.info("%s: copying %s", cls.name, item.path)
+            shutil.copytree(item.path, dest / (item.spec.top or item.path.name))
+        elif item.spec.archive:
+            log.info("%s: extracting %s", cls.name, item.path.name)
+            extract_into(item.path, dest, progress=progress)
+        else:
+            shutil.copy2(item.path, dest / item.spec.name)
+
+    @classmethod
+    def _check_layout(cls, raw: Path) -> None:
+        missing = [r for r in cls.required if not (raw / r).exists()]
+        if missing:
+            raise DataError(
+                f"{cls.title}: after unpacking, {', '.join(missing)} is missing (expected: "
+                f"{', '.join(cls.required)}); the files are not the published ones, or a `local:` folder "
+                f"points at the wrong place. See {DOCS}."
+            )
+
+    @staticmethod
+    def _marker_matches(recorded: dict | None, name: str, plan: list[Source]) -> bool:
+        if not recorded or recorded.get("dataset") != name:
+            return False
+        files = recorded.get("files") or {}
+        for source in plan:
+            rec = files.get(source.spec.name)
+            if not isinstance(rec, dict):
+                return False
+            if any(rec.get(algo) != value for algo, value in source.checksums.items()):
+                return False
+        return True
+
+    # ---- fetch ---------------------------------------------------------------------------------
+
+    @classmethod
+    def fetch(cls, raw_dir, sources: dict | None = None, seed: int = 0, progress: bool = True) -> None:
+        """Make `raw_dir` hold the verified, unpacked raw files; a no-op when already there."""
+        del seed  # the published datasets are not generated
+        raw = Path(raw_dir)
+        plan, download_dir, expected = cls.resolve_sources(sources)
+        recorded = read_marker(raw)
+        if raw.is_dir() and not any(raw.iterdir()):
+            pass  # an empty folder (made by a workflow tool) is simply replaced
+        elif raw.exists():
+            if cls._marker_matches(recorded, cls.name, plan):
+                if recorded.get("expected_counts") != expected:
+                    write_json(raw / MARKER, {**recorded, "expected_counts": expected})
+                log.info("%s: %s is present and verified (%s matches); nothing to fetch", cls.name, raw, MARKER)
+                return
+            if recorded is None:
+                raise DataError(
+                    f"{raw} exists but has no valid {MARKER}: it was not written by `xbml fetch`. "
+                    f"Move it away or delete it and fetch again, or, for a copy you unpacked yourself, "
+                    f"point `local:` in the sources file at your files."
+                )
+            log.info("%s: the checksums in %s differ from the sources; fetching again", cls.name, raw / MARKER)
+        download_dir = download_dir or raw.parent / "downloads"
+        # every file verified before anything is unpacked
+        obtained = [cls._obtain(source, download_dir, progress) for source in plan]
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        # folders left by a fetch that was killed (one owner per raw folder: nobody else writes them)
+        for pattern in (".partial-*", ".old-*"):
+            for stale in raw.parent.glob(f".{glob.escape(raw.name)}{pattern}"):
+                log.info("%s: removing %s, left by an interrupted fetch", cls.name, stale)
+                shutil.rmtree(stale, ignore_errors=True)
+        staging = make_temp_dir(f".{raw.name}.partial-", raw.parent)
+        try:
+            for item in obtained:
+                cls._install(item, staging, progress)
+            cls._check_layout(staging)
+            # the marker goes in last; the folder appears under its real name only complete
+            write_json(
+                staging / MARKER,
+                {
+                    "dataset": cls.name,
+                    "files": {item.spec.name: item.record for item in obtained},
+                    "expected_counts": expected,
+                },
+            )
+            _swap_into_place(staging, raw)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        log.info("%s: raw files ready in %s", cls.name, raw)
+
+    # ---- prepare -------------------------------------------------------------------------------
+
+    @classmethod
+    def check_counts(cls, ann: Annotations, expected: dict[str, int], raw: Path) -> None:
+        actual = cls.counts(ann)
+        wrong = [
+            f"{key} {actual[key]:,} (expected {value:,})"
+            for key, value in expected.items()
+            if key in actual and actual[key] != value
+        ]
+        if wrong:
+            published = expected == cls.expected_counts
+            raise DataError(
+                f"{cls.title}: the raw data in {raw} does not have the "
+                f"{'published' if published else 'expected'} counts: {'; '.join(wrong)}. "
+                "The copy is incomplete or a different release: delete it and fetch again. "
+                f"To use a variant knowingly, set `expected_counts:` under {cls.name} in the sources file "
+                f"and fetch again (fetch records it in {MARKER})."
+            )
+
+    @classmethod
+    def check_images(cls, root: Path, images: list[str]) -> None:
+        missing = [p for p in images if not (root / p).is_file()]
+        if missing:
+            shown = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
+            raise DataError(
+                f"{cls.title}: {len(missing):,} of {len(images):,} listed images are missing under {root}: "
+                f"{shown}. The raw folder is incomplete: delete it and fetch again."
+            )
+
+    @classmethod
+    def prepare(cls, raw_dir, out_dir, val_fraction: float = 0.2, seed: int = 0) -> None:
+        """Parse the raw annotations, check them, and write manifest.csv + dataset.json into `out_dir`."""
+        raw, out = Path(raw_dir), Path(out_dir)
+        if not 0.0 <= val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if not raw.is_dir():
+            raise DataError(f"{raw} does not exist; run `python -m xbml fetch {cls.name} --out {raw}` first")
+        recorded = read_marker(raw)
+        if recorded is not None and isinstance(recorded.get("expected_counts"), dict):
+            expected = recorded["expected_counts"]
+        else:
+            log.warning("%s: %s has no %s; checking against the published counts", cls.name, raw, MARKER)
+            expected = dict(cls.expected_counts)
+        ann = cls.read_annotations(raw)
+        partitions = cls.partitions()
+        bad = sorted(set(np.unique(ann.partition).tolist()) - set(partitions))
+        if bad:
+            raise DataError(f"{cls.title}: unknown partition(s) {bad}; expected {', '.join(partitions)}")
+        is_train = ann.partition == "train"
+        shared = np.intersect1d(ann.labels[is_train], ann.labels[~is_train])
+        if len(shared):
+            raise DataError(
+                f"{cls.title}: {len(shared)} classes appear in both the training and the test partition "
+                f"(e.g. {shared[:5].tolist()}); the protocol needs unseen test classes"
+            )
+        cls.check_counts(ann, expected, raw)
+        root = cls.image_root(raw)
+        cls.check_images(root, ann.images)
+        test_classes = np.unique(ann.labels[~is_train])
+        split, fold = split_classes(ann.labels, test_classes, val_fraction, seed)
+        roles = np.where(np.isin(ann.partition, ("query", "gallery")), ann.partition, "both").astype(object)
+        out.mkdir(parents=True, exist_ok=True)
+        info = {
+            "name": cls.name,
+            "title": cls.title,
+            "image_root": Path(os.path.relpath(root.resolve(), out.resolve())).as_posix(),
+            "channels": 3,
+            "protocol": cls.protocol,
+            "val_fraction": val_fraction,
+            "seed": seed,
+        }
+        write_manifest(
+            out,
+            Manifest(
+                images=list(ann.images),
+                labels=np.asarray(ann.labels, dtype=np.int64),
+                splits=split,
+                roles=roles,
+                folds=fold,
+                info=info,
+            ),
+        )
+        log.info("%s: manifest of %d images written to %s", cls.name, len(ann.images), out)

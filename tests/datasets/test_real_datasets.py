@@ -1,0 +1,393 @@
+"""CUB-200-2011, Cars196, SOP and In-Shop end to end on miniatures in their real formats,
+served by a local HTTP server: download, checksum, safe extraction, prepare, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+sys.path.insert(0, os.path.dirname(__file__))
+from miniature import BUILDERS, FileServer, Miniature, md5  # noqa: E402
+
+from xbml.datasets import download as dl  # noqa: E402
+from xbml.datasets.manifest import read_manifest  # noqa: E402
+from xbml.datasets.real_dataset import MARKER  # noqa: E402
+from xbml.datasets.registry import get_dataset  # noqa: E402
+from xbml.datasets.sources import load_sources  # noqa: E402
+from xbml.errors import ConfigError, DataError  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+NAMES = ("cub200", "cars196", "sop", "inshop")
+PROXY_VARS = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch):
+    for var in PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(dl, "RETRY_PAUSE_S", 0.0)
+
+
+@pytest.fixture(scope="module")
+def minis(tmp_path_factory) -> dict[str, Miniature]:
+    work = tmp_path_factory.mktemp("miniatures")
+    out = {}
+    for name, build in BUILDERS.items():
+        (work / name).mkdir()
+        out[name] = build(work / name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(minis):
+    with FileServer() as s:
+        for name, mini in minis.items():
+            for fname, path in mini.files.items():
+                s.add(f"/{name}/{fname}", path)
+        yield s
+
+
+def sources_for(mini: Miniature, server: FileServer, tmp: Path, *, local: bool = False, counts=True) -> dict:
+    files = []
+    for fname, path in mini.files.items():
+        entry = {"name": fname, "md5": md5(path)}
+        if local:
+            entry["local"] = str(path)
+        else:
+            entry["urls"] = [server.url(f"/{mini.name}/{fname}")]
+        files.append(entry)
+    block = {"download_dir": str(tmp / "downloads"), "files": files}
+    if counts:
+        block["expected_counts"] = dict(mini.counts)
+    return block
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fetch_and_prepare_end_to_end(name, minis, server, tmp_path):
+    mini = minis[name]
+    ds = get_dataset(name)
+    raw, out = tmp_path / "raw" / name, tmp_path / "prepared" / name
+    # In-Shop has no URL: the documented route is `local:`; the others download
+    ds.fetch(raw, sources_for(mini, server, tmp_path, local=(name == "inshop")), progress=False)
+    marker = json.loads((raw / MARKER).read_text())
+    assert marker["dataset"] == name
+    assert {f: marker["files"][f]["md5"] for f in mini.files} == {f: md5(p) for f, p in mini.files.items()}
+    assert _leftovers(raw.parent) == []
+    if name != "inshop":
+        assert sorted(p.name for p in (tmp_path / "downloads").iterdir()) == sorted(mini.files)
+
+    ds.prepare(raw, out, val_fraction=0.2, seed=3)
+    m = read_manifest(out)
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["name"] == name and info["channels"] == 3
+    assert not os.path.isabs(info["image_root"])
+    assert m.image_root == ds.image_root(raw).resolve()
+    assert all((m.image_root / p).is_file() for p in m.images)
+    assert sorted(m.classes("test").tolist()) == sorted(mini.test_classes)
+    assert len(m.classes("val")) >= 1
+    assert sorted(m.classes("train").tolist() + m.classes("val").tolist()) == sorted(mini.train_classes)
+    fit = m.splits == "train"
+    assert set(m.folds[fit].tolist()) <= {0, 1, 2, 3} and set(m.folds[~fit].tolist()) == {-1}
+    # folds are class-disjoint
+    for c in m.classes("train"):
+        assert len(set(m.folds[m.labels == c].tolist())) == 1
+    test = m.splits == "test"
+    if name == "inshop":
+        assert info["protocol"] == "query_gallery"
+        assert set(m.roles[test].tolist()) == {"query", "gallery"}
+        assert (m.roles[test] == "query").sum() == mini.counts["query_images"]
+        assert (m.roles[test] == "gallery").sum() == mini.counts["gallery_images"]
+        assert set(m.roles[~test].tolist()) == {"both"}
+        assert m.images[0].startswith("img/")
+    else:
+        assert info["protocol"] == "self"
+        assert set(m.roles.tolist()) == {"both"}
+        assert test.sum() == mini.counts["test_images"]
+    assert (~test).sum() == mini.counts["train_images"]
+
+
+def test_second_fetch_makes_no_request(minis, server, tmp_path):
+    ds, mini = get_dataset("cub200"), minis["cub200"]
+    raw = tmp_path / "raw" / "cub200"
+    sources = sources_for(mini, server, tmp_path)
+    ds.fetch(raw, sources, progress=False)
+    before = len(server.gets())
+    stamp = (raw / MARKER).stat().st_mtime_ns
+    ds.fetch(raw, sources, progress=False)
+    assert len(server.gets()) == before
+    assert (raw / MARKER).stat().st_mtime_ns == stamp
+
+
+def test_404_mirror_falls_through_and_cut_download_resumes(minis, server, tmp_path):
+    ds, mini = get_dataset("cars196"), minis["cars196"]
+    sources = sources_for(mini, server, tmp_path)
+    archive = sources["files"][0]
+    assert archive["name"] == "car_ims.tgz"
+    server.missing.add("/dead-mirror/car_ims.tgz")
+    archive["urls"] = [server.url("/dead-mirror/car_ims.tgz")] + archive["urls"]
+    cut = mini.files["car_ims.tgz"].stat().st_size // 2
+    server.cut_once["/cars196/car_ims.tgz"] = cut
+    n = len(server.gets())
+    ds.fetch(tmp_path / "raw", sources, progress=False)
+    new = server.gets()[n:]
+    assert new[0] == ("/dead-mirror/car_ims.tgz", None)
+    assert ("/cars196/car_ims.tgz", None) in new
+    assert ("/cars196/car_ims.tgz", f"bytes={cut}-") in new
+    assert md5(tmp_path / "downloads" / "car_ims.tgz") == md5(mini.files["car_ims.tgz"])
+    ds.prepare(tmp_path / "raw", tmp_path / "prepared")
+
+
+def test_wrong_checksum_leaves_no_dataset(minis, server, tmp_path):
+    ds, mini = get_dataset("sop"), minis["sop"]
+    sources = sources_for(mini, server, tmp_path)
+    sources["files"][0]["md5"] = "0123456789abcdef0123456789abcdef"
+    raw = tmp_path / "raw" / "sop"
+    with pytest.raises(DataError) as err:
+        ds.fetch(raw, sources, progress=False)
+    msg = str(err.value)
+    assert "Stanford_Online_Products.zip" in msg
+    assert "0123456789abcdef0123456789abcdef" in msg and md5(mini.files["Stanford_Online_Products.zip"]) in msg
+    assert not raw.exists()
+    assert list((tmp_path / "downloads").iterdir()) == []
+    assert not (tmp_path / "raw").exists() or list((tmp_path / "raw").iterdir()) == []
+
+
+def test_bad_file_in_a_multi_file_dataset_unpacks_nothing(minis, server, tmp_path):
+    ds, mini = get_dataset("cars196"), minis["cars196"]
+    sources = sources_for(mini, server, tmp_path)
+    sources["files"][1]["md5"] = "f" * 32  # cars_annos.mat, obtained after car_ims.tgz
+    with pytest.raises(DataError, match="cars_annos.mat"):
+        ds.fetch(tmp_path / "raw" / "cars", sources, progress=False)
+    assert not (tmp_path / "raw").exists()
+
+
+def test_local_file_with_wrong_checksum_is_refused_but_kept(minis, server, tmp_path):
+    ds, mini = get_dataset("cub200"), minis["cub200"]
+    sources = sources_for(mini, server, tmp_path, local=True)
+    sources["files"][0]["md5"] = "e" * 32
+    with pytest.raises(DataError, match="left as it is"):
+        ds.fetch(tmp_path / "raw", sources, progress=False)
+    assert mini.files["CUB_200_2011.tgz"].exists()
+    assert not (tmp_path / "raw").exists()
+
+
+@pytest.mark.parametrize("which", ["named", "parent"])
+def test_local_extracted_folder(minis, tmp_path, which):
+    ds, mini = get_dataset("inshop"), minis["inshop"]
+    folder = mini.extracted["img.zip"]  # the folder named img
+    sources = {
+        "files": [
+            {"name": "img.zip", "md5": None, "local": str(folder if which == "named" else folder.parent)},
+            {"name": "list_eval_partition.txt", "local": str(mini.files["list_eval_partition.txt"])},
+        ],
+        "expected_counts": mini.counts,
+    }
+    raw = tmp_path / "raw"
+    ds.fetch(raw, sources, progress=False)
+    assert json.loads((raw / MARKER).read_text())["files"]["img.zip"]["source"].startswith("local folder")
+    # no checksum configured for the partition file: its sha256 is recorded
+    assert len(json.loads((raw / MARKER).read_text())["files"]["list_eval_partition.txt"]["sha256"]) == 64
+    ds.prepare(raw, tmp_path / "prepared")
+    assert len(read_manifest(tmp_path / "prepared")) == sum(
+        mini.counts[k] for k in ("train_images", "query_images", "gallery_images")
+    )
+
+
+def test_inshop_without_local_says_what_to_download(tmp_path):
+    sources = load_sources(REPO / "config" / "datasets.yaml", "inshop")
+    with pytest.raises(DataError) as err:
+        get_dataset("inshop").fetch(tmp_path / "raw", sources, progress=False)
+    msg = str(err.value)
+    for needed in ("img.zip", "list_eval_partition.txt", "Google Drive", "local:", "docs/datasets.md"):
+        assert needed in msg
+    assert not (tmp_path / "raw").exists()
+
+
+def test_missing_local_path_is_named(tmp_path):
+    sources = {"files": [{"name": "img.zip", "local": str(tmp_path / "nowhere.zip")}]}
+    with pytest.raises(DataError, match="nowhere.zip given for img.zip does not exist"):
+        get_dataset("inshop").fetch(tmp_path / "raw", sources, progress=False)
+
+
+def test_published_counts_are_enforced(minis, server, tmp_path):
+    ds, mini = get_dataset("cub200"), minis["cub200"]
+    raw = tmp_path / "raw"
+    ds.fetch(raw, sources_for(mini, server, tmp_path, counts=False), progress=False)
+    assert json.loads((raw / MARKER).read_text())["expected_counts"] == ds.expected_counts
+    with pytest.raises(DataError) as err:
+        ds.prepare(raw, tmp_path / "prepared")
+    assert "published" in str(err.value) and "5,864" in str(err.value) and "expected_counts" in str(err.value)
+    assert not (tmp_path / "prepared" / "dataset.json").exists()
+    # the same folder fetched again with the miniature's counts: no download, the marker is updated
+    n = len(server.gets())
+    ds.fetch(raw, sources_for(mini, server, tmp_path), progress=False)
+    assert len(server.gets()) == n
+    ds.prepare(raw, tmp_path / "prepared")
+
+
+def test_published_defaults():
+    assert get_dataset("cub200").expected_counts["train_images"] == 5864
+    assert get_dataset("cub200").expected_counts["test_images"] == 5924
+    assert get_dataset("cars196").expected_counts["train_images"] == 8054
+    assert get_dataset("cars196").expected_counts["test_images"] == 8131
+    assert get_dataset("sop").expected_counts == {
+        "train_images": 59551,
+        "train_classes": 11318,
+        "test_images": 60502,
+        "test_classes": 11316,
+    }
+    inshop = get_dataset("inshop").expected_counts
+    assert (inshop["train_images"], inshop["train_classes"]) == (25882, 3997)
+    assert (inshop["query_images"], inshop["gallery_images"]) == (14218, 12612)
+
+
+def test_missing_image_is_reported(minis, server, tmp_path):
+    ds, mini = get_dataset("sop"), minis["sop"]
+    raw = tmp_path / "raw"
+    ds.fetch(raw, sources_for(mini, server, tmp_path), progress=False)
+    victim = next((raw / "Stanford_Online_Products" / "chair_final").glob("*.JPG"))
+    victim.unlink()
+    with pytest.raises(DataError) as err:
+        ds.prepare(raw, tmp_path / "prepared")
+    assert f"chair_final/{victim.name}" in str(err.value) and "1 of" in str(err.value)
+
+
+def test_foreign_raw_folder_is_not_overwritten(minis, server, tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "mine.txt").write_text("precious")
+    with pytest.raises(DataError, match="not written by `xbml fetch`"):
+        get_dataset("cub200").fetch(raw, sources_for(minis["cub200"], server, tmp_path), progress=False)
+    assert (raw / "mine.txt").read_text() == "precious"
+
+
+def test_changed_checksums_fetch_again(minis, server, tmp_path):
+    ds, mini = get_dataset("cub200"), minis["cub200"]
+    raw = tmp_path / "raw"
+    sources = sources_for(mini, server, tmp_path)
+    ds.fetch(raw, sources, progress=False)
+    (raw / "stale.txt").write_text("from the old fetch")
+    import hashlib
+
+    sources["files"][0]["sha256"] = hashlib.sha256(mini.files["CUB_200_2011.tgz"].read_bytes()).hexdigest()
+    ds.fetch(raw, sources, progress=False)
+    assert not (raw / "stale.txt").exists()
+    assert "sha256" in json.loads((raw / MARKER).read_text())["files"]["CUB_200_2011.tgz"]
+    assert _leftovers(tmp_path) == []
+
+
+def test_prepare_is_deterministic_and_val_fraction_zero(minis, server, tmp_path):
+    ds, mini = get_dataset("cars196"), minis["cars196"]
+    raw = tmp_path / "raw"
+    ds.fetch(raw, sources_for(mini, server, tmp_path), progress=False)
+    ds.prepare(raw, tmp_path / "a", seed=1)
+    ds.prepare(raw, tmp_path / "b", seed=1)
+    assert (tmp_path / "a/manifest.csv").read_text() == (tmp_path / "b/manifest.csv").read_text()
+    ds.prepare(raw, tmp_path / "c", val_fraction=0.0)
+    assert len(read_manifest(tmp_path / "c").classes("val")) == 0
+    with pytest.raises(ConfigError):
+        ds.prepare(raw, tmp_path / "d", val_fraction=1.0)
+    with pytest.raises(DataError, match="fetch"):
+        ds.prepare(tmp_path / "nowhere", tmp_path / "e")
+
+
+def test_sources_are_validated():
+    ds = get_dataset("cars196")
+    with pytest.raises(ConfigError, match="unknown key"):
+        ds.resolve_sources({"mirror": []})
+    with pytest.raises(ConfigError, match="unknown file 'cars.tgz'"):
+        ds.resolve_sources({"files": [{"name": "cars.tgz"}]})
+    with pytest.raises(ConfigError, match="unknown key"):
+        ds.resolve_sources({"files": [{"name": "car_ims.tgz", "url": "http://x"}]})
+    with pytest.raises(ConfigError, match="expected_counts"):
+        ds.resolve_sources({"expected_counts": {"train": 3}})
+    with pytest.raises(ConfigError, match="md5 must be 32"):
+        ds.resolve_sources({"files": [{"name": "car_ims.tgz", "md5": "123"}]})
+
+
+def test_shipped_sources_file_matches_the_published_checksums():
+    path = REPO / "config" / "datasets.yaml"
+    published = {
+        "CUB_200_2011.tgz": "97eceeb196236b17998738112f37df78",
+        "car_ims.tgz": "d5c8f0aa497503f355e17dc7886c3f14",
+        "cars_annos.mat": "b407c6086d669747186bd1d764ff9dbc",
+        "Stanford_Online_Products.zip": "7f73d41a2f44250d4779881525aea32e",
+    }
+    assert set(yaml.safe_load(path.read_text())) == set(NAMES)
+    for name in NAMES:
+        ds = get_dataset(name)
+        plan, download_dir, expected = ds.resolve_sources(load_sources(path, name))
+        assert expected == ds.expected_counts
+        for source in plan:
+            if source.spec.name in published:
+                assert source.checksums == {"md5": published[source.spec.name]}
+                assert source.spec.md5 == published[source.spec.name]
+                assert source.urls and source.local is None
+        # the code's defaults (used without a sources file) agree with the file
+        default_plan, _, _ = ds.resolve_sources({})
+        assert [s.checksums for s in default_plan] == [s.checksums for s in plan]
+
+
+def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARS}
+    return subprocess.run(
+        [sys.executable, "-m", "xbml", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_fetch_and_prepare(minis, server, tmp_path):
+    mini = minis["cars196"]
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(yaml.safe_dump({"cars196": sources_for(mini, server, tmp_path)}))
+    r = _cli(["fetch", "cars196", "--out", "raw/cars196", "--sources", str(sources), "--no-progress"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = _cli(["prepare", "cars196", "--raw", "raw/cars196", "--out", "prepared/cars196", "--seed", "2"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    m = read_manifest(tmp_path / "prepared" / "cars196")
+    assert sorted(m.classes("test").tolist()) == mini.test_classes
+    assert np.all([(m.image_root / p).is_file() for p in m.images])
+    # an actionable error, not a traceback
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"inshop": {"files": [{"name": "img.zip"}]}}))
+    r = _cli(["fetch", "inshop", "--out", "raw/inshop", "--sources", str(bad), "--no-progress"], tmp_path)
+    assert r.returncode == 2
+    assert "error:" in r.stderr and "list_eval_partition.txt" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unsafe_archive_from_a_mirror_leaves_nothing(server, tmp_path):
+    import io
+    import tarfile
+
+    evil = tmp_path / "CUB_200_2011.tgz"
+    with tarfile.open(evil, "w:gz") as tf:
+        for name in ("CUB_200_2011/images.txt", "../evil.txt"):
+            info = tarfile.TarInfo(name)
+            info.size = 3
+            tf.addfile(info, io.BytesIO(b"abc"))
+    url = server.add("/evil/CUB_200_2011.tgz", evil)
+    entry = {"name": "CUB_200_2011.tgz", "md5": md5(evil), "urls": [url]}
+    sources = {"download_dir": str(tmp_path / "dl"), "files": [entry]}
+    raw = tmp_path / "data" / "cub200"
+    with pytest.raises(DataError, match="'../evil.txt'"):
+        get_dataset("cub200").fetch(raw, sources, progress=False)
+    assert list((tmp_path / "data").iterdir()) == []
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_leftovers_of_a_killed_fetch_are_removed(minis, server, tmp_path):
+    raw = tmp_path / "raw" / "cub200"
+    stale = tmp_path / "raw" / ".cub200.partial-dead"
+    (stale / "CUB_200_2011").mkdir(parents=True)
+    get_dataset("cub200").fetch(raw, sources_for(minis["cub200"], server, tmp_path), progress=False)
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["cub200"]
