@@ -70,6 +70,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_identical(tmp_path):
     killed_at = torch.load(ckpt, weights_only=True)["iteration"]
     assert 10 <= killed_at < 60
     assert not (tmp_path / "killed/model.pt").exists()
+    assert not (tmp_path / "killed/train_log.jsonl").exists()  # outputs appear only when complete
 
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
     assert f"resumed from {ckpt} at iteration {killed_at}" in out.stderr

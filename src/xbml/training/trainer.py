@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from xbml import __version__
-from xbml.atomic import atomic_path, write_json
+from xbml.atomic import atomic_path, write_json, write_text
 from xbml.datasets.manifest import read_manifest
 from xbml.datasets.torch_data import ManifestImages, training_batches
 from xbml.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
@@ -215,7 +215,10 @@ class Trainer:
         total = tcfg["iterations"]
         self.out_dir.mkdir(parents=True, exist_ok=True)
         resumed = self.resume()
-        train_log, val_log = JsonlLog(self.out_dir / "train_log.jsonl"), JsonlLog(self.out_dir / "val_log.jsonl")
+        # working logs live beside the checkpoint and survive a kill; the run folder gets
+        # its copies only when training completes (a scheduler may delete partial outputs)
+        work = self.ckpt_path.parent
+        train_log, val_log = JsonlLog(work / "train_log.jsonl"), JsonlLog(work / "val_log.jsonl")
         if self.rank == 0:
             for lg in (train_log, val_log):
                 lg.truncate_after(self.iteration) if resumed else lg.path.unlink(missing_ok=True)
@@ -321,6 +324,10 @@ class Trainer:
             "selected_iteration": selected,
             "xbml_version": __version__,
         }
+        work = self.ckpt_path.parent
+        for name in ("train_log.jsonl", "val_log.jsonl"):
+            source = work / name
+            write_text(self.out_dir / name, source.read_text() if source.exists() else "")
         with atomic_path(self.out_dir / "model.pt", suffix=".tmp") as tmp:
             torch.save(blob, tmp)
         summary = {

@@ -1,0 +1,37 @@
+# The seaborn/HTML report of a dataset (reports/<dataset>/), also shown by `snakemake --report`.
+
+
+rule report:
+    input:
+        metrics="results/{dataset}/metrics.csv",
+        version="results/{dataset}/data_version.json",
+    output:
+        html=report(
+            "reports/{dataset}/index.html",
+            caption="../report/index.rst",
+            category="{dataset}",
+            labels={"figure": "HTML report"},
+        ),
+        csv=report(
+            "reports/{dataset}/metrics.csv",
+            caption="../report/metrics.rst",
+            category="{dataset}",
+            labels={"figure": "metrics table"},
+        ),
+    params:
+        config=CONFIG_PATH,
+    log:
+        "logs/{dataset}/report.log",
+    conda:
+        "../../environment.yml"
+    benchmark:
+        "results/{dataset}/benchmarks/report.tsv"
+    shell:
+        "python -m xbml report --config {params.config} --dataset {wildcards.dataset} "
+        "--metrics {input.metrics} --out {output.html} > {log} 2>&1"
+
+
+localrules:
+    version,
+    aggregate,
+    report,

@@ -1,0 +1,52 @@
+# Training with and without the cross-batch regulariser. Checkpoints live in
+# checkpoints/ beside the outputs (not an output: they survive a killed job, and a
+# rerun resumes from them); the outputs appear only when training completes.
+
+
+rule train:
+    input:
+        "data/prepared/{dataset}",
+    output:
+        model="results/{dataset}/{run}/seed{seed}/model.pt",
+        train_log="results/{dataset}/{run}/seed{seed}/train_log.jsonl",
+        val_log="results/{dataset}/{run}/seed{seed}/val_log.jsonl",
+        summary="results/{dataset}/{run}/seed{seed}/train_summary.json",
+    params:
+        config=lambda wc: dataset_cfg(wc)["train_config"],
+        overrides=train_args,
+        out=subpath(output.model, parent=True),
+    log:
+        "logs/{dataset}/train/{run}/seed{seed}.log",
+    conda:
+        "../../environment.yml"
+    benchmark:
+        "results/{dataset}/benchmarks/train/{run}/seed{seed}.tsv"
+    threads: res("train", "threads")
+    resources:
+        mem_mb=res("train", "mem_mb"),
+        runtime=res("train", "runtime"),
+        gpus=res("train", "gpus"),
+    shell:
+        "python -m xbml train --config {params.config} {params.overrides} --seed {wildcards.seed} "
+        "--threads {threads} --out {params.out} > {log} 2>&1"
+
+
+rule embed:
+    input:
+        "results/{dataset}/{run}/seed{seed}/model.pt",
+    output:
+        "results/{dataset}/{run}/seed{seed}/embeddings_{split}.npz",
+    log:
+        "logs/{dataset}/embed/{run}/seed{seed}_{split}.log",
+    conda:
+        "../../environment.yml"
+    benchmark:
+        "results/{dataset}/benchmarks/embed/{run}/seed{seed}_{split}.tsv"
+    threads: res("embed", "threads")
+    resources:
+        mem_mb=res("embed", "mem_mb"),
+        runtime=res("embed", "runtime"),
+        gpus=res("embed", "gpus"),
+    shell:
+        "python -m xbml embed --model {input} --split {wildcards.split} --threads {threads} "
+        "--no-progress --out {output} > {log} 2>&1"
