@@ -76,12 +76,9 @@ DEFAULTS: dict[str, Any] = {
         "channels_last": "auto",
         "threads": 0,
         "progress": True,
-        # DDP: number of processes (torchrun sets this itself; 1 = single process)
-        "distributed_backend": "auto",
     },
     "eval": {
         "batch_size": 256,
-        "split": "test",
     },
 }
 
@@ -215,8 +212,6 @@ def validate_values(cfg: dict) -> None:
     for key in ("amp", "channels_last"):
         if t[key] not in ("auto", True, False):
             raise ConfigError(f"train.{key} must be auto, true or false")
-    if cfg["eval"]["split"] not in ("val", "test"):
-        raise ConfigError("eval.split must be 'val' or 'test'")
 
 
 def dump_config(cfg: dict) -> str:
