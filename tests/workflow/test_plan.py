@@ -84,3 +84,15 @@ def test_dvc_yaml_has_the_snakemake_commands():
     shell = dry.stdout + dry.stderr
     for name in ("fetch_glyphs", "prepare_glyphs", "train_glyphs_xml_seed1", "evaluate_glyphs_baseline_seed2_test"):
         assert dvc[name]["cmd"] in shell, name
+
+
+def test_real_data_config_is_valid_and_asks_for_gpus():
+    cfg = load_workflow_config(ROOT / "config/real.yaml")
+    runs = expand_runs(cfg)
+    assert {r.dataset for r in runs} == {"cub200", "cars196", "sop", "inshop"}
+    assert cfg["resources"]["train"]["gpus"] == 1
+    from xbml.config import load_config
+
+    train = load_config(ROOT / "config/train/real_images.yaml")
+    assert (train["model"]["backbone"], train["data"]["image_size"]) == ("resnet50", 224)
+    assert (train["sampler"]["classes_per_batch"], train["sampler"]["images_per_class"]) == (8, 4)

@@ -229,7 +229,7 @@ class Trainer:
             self.cfg["data"]["workers"], pin_memory=self.device.type == "cuda",
         )
         bar = tqdm(
-            total=total, initial=self.iteration, desc=f"train {self.out_dir.name}", unit="it",
+            total=total, initial=self.iteration, desc=f"train {self.out_dir.parent.name}/{self.out_dir.name}", unit="it",
             disable=not tcfg["progress"] or self.rank != 0, mininterval=1.0 if sys.stderr.isatty() else 10.0,
             file=sys.stderr,
         )

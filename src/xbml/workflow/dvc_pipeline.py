@@ -34,13 +34,12 @@ HEADER = (
 
 
 def _module_file(dataset: str) -> str:
+    """The dataset's module as a repository path (src/xbml/...), wherever the package is installed."""
+    import xbml
     from xbml.datasets.registry import get_dataset
 
     path = Path(inspect.getsourcefile(get_dataset(dataset))).resolve()
-    try:
-        return path.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return path.as_posix()
+    return path.relative_to(Path(xbml.__file__).resolve().parents[2]).as_posix()
 
 
 def _set_args(args: list[str]) -> str:
