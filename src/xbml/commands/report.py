@@ -1,0 +1,27 @@
+"""`python -m xbml report --config config/config.yaml --dataset D --metrics results/D/metrics.csv
+--out reports/D/index.html`: the self-contained HTML report, its PNGs and a copy of the table."""
+
+from __future__ import annotations
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--config", default="config/config.yaml", help="workflow config (runs, baseline, report settings)")
+    p.add_argument("--dataset", required=True, help="dataset name in the workflow config")
+    p.add_argument("--metrics", required=True, help="metrics table written by `xbml aggregate`")
+    p.add_argument("--out", required=True, help="HTML file to write; PNGs and metrics.csv go beside it")
+    p.add_argument("--results", default="results", help="results root holding {dataset}/{run}/seed{seed}/")
+    p.add_argument("--prepared", default=None,
+                   help="prepared dataset folder for the pictures (default: the one the models were trained on)")
+    p.add_argument("--device", default="cpu", help="device for the prototype maps (cpu, cuda, ...)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = the job's share of the CPUs)")
+
+
+def run(args) -> int:
+    from xbml.reporting.report import build_report
+    from xbml.training.device import job_threads, set_threads
+
+    set_threads(job_threads(args.threads))
+    written = build_report(args.config, args.dataset, args.metrics, args.out, args.results, args.prepared, args.device)
+    pngs = [p for p in written if p.suffix == ".png"]
+    print(f"wrote {args.out} with {len(pngs)} figures in {written[-1].parent}")
+    return 0

@@ -1,0 +1,101 @@
+"""The results tree of one dataset, as the workflow config describes it.
+
+Each run of `expand_runs` has a folder `results/{dataset}/{run}/seed{seed}` (see
+`xbml.workflow.plan.Run.folder`) with the files `xbml train`, `xbml embed` and
+`xbml evaluate` write. This module finds and reads them; nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from xbml.errors import ConfigError, XbmlError
+from xbml.training.run_log import read_jsonl
+from xbml.workflow.plan import Run, expand_runs
+
+# (column, label) of the retrieval metrics in the order tables show them
+METRICS: tuple[tuple[str, str], ...] = (
+    ("map_at_r", "MAP@R"),
+    ("r_precision", "R-Precision"),
+    ("precision_at_1", "P@1"),
+    ("recall_at_1", "R@1"),
+    ("recall_at_2", "R@2"),
+    ("recall_at_4", "R@4"),
+    ("recall_at_8", "R@8"),
+)
+METRIC_LABELS = dict(METRICS)
+PRIMARY = "map_at_r"
+LOSS_TERMS = ("loss", "loss_base", "loss_xml")
+LOSS_LABELS = {"loss": "total loss", "loss_base": "base DML loss", "loss_xml": "XML prediction loss"}
+
+
+def dataset_runs(config: dict, dataset: str) -> list[Run]:
+    """The runs of `dataset` in config order (methods, then swept settings, then seeds)."""
+    if dataset not in config["datasets"]:
+        raise ConfigError(
+            f"dataset {dataset!r} is not in the workflow config (datasets: {', '.join(config['datasets'])})"
+        )
+    return [r for r in expand_runs(config, check=False) if r.dataset == dataset]
+
+
+def run_names(runs: list[Run]) -> list[str]:
+    """Distinct run names (method or swept setting) in config order."""
+    return list(dict.fromkeys(r.name for r in runs))
+
+
+def swept_keys(runs: list[Run]) -> list[str]:
+    """Every config key some method sweeps, in first-seen order."""
+    return list(dict.fromkeys(k for r in runs for k, _ in r.swept))
+
+
+def run_folder(results: str | Path, run: Run) -> Path:
+    """`run.folder` (which starts with results/) under another results root."""
+    return Path(results) / Path(run.folder).relative_to("results")
+
+
+def read_json(path: Path, what: str, fix: str) -> dict:
+    if not path.exists():
+        raise XbmlError(f"{what} {path} is missing; {fix}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise XbmlError(f"{what} {path} is not valid JSON ({exc}); {fix}") from None
+    if not isinstance(data, dict):
+        raise XbmlError(f"{what} {path} must hold a JSON object; {fix}")
+    return data
+
+
+def read_metrics(folder: Path, split: str) -> dict:
+    path = folder / f"metrics_{split}.json"
+    return read_json(
+        path, "metrics file",
+        f"run `python -m xbml embed` and `python -m xbml evaluate` for the {split} split of this run first",
+    )
+
+
+def read_train_summary(folder: Path) -> dict:
+    path = folder / "train_summary.json"
+    if not path.exists():
+        return {}
+    return read_json(path, "training summary", "rerun `python -m xbml train` for this run")
+
+
+def read_logs(folder: Path) -> tuple[list[dict], list[dict]]:
+    """(train log, validation log) records; empty lists when a log is absent."""
+    try:
+        return read_jsonl(folder / "train_log.jsonl"), read_jsonl(folder / "val_log.jsonl")
+    except json.JSONDecodeError as exc:
+        raise XbmlError(f"a log in {folder} is not valid JSON lines ({exc}); rerun training of this run") from None
+
+
+def scalar(value):
+    """A metric value as a float (None/NaN stay NaN); non-numbers give None."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None

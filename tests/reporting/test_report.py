@@ -1,0 +1,516 @@
+"""`xbml aggregate` and `xbml report` on a results tree made by really training tiny models.
+
+The tree (built once per session, ~1 minute on one core) holds two datasets:
+- `blobs`: baseline, xml (w = 0.3) and a sweep xml_w over w in {0.1, 0.6}, seeds 0-2,
+  query = reference minus self, with validation classes;
+- `qg`: the baseline alone, seeds 0-1, with a query/gallery test protocol (as In-Shop).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import PYTHON, ROOT, make_blob_dataset
+from xbml.reporting.results import METRICS
+
+SEEDS = [0, 1, 2]
+TRAIN_CONFIG = {
+    "data": {"image_size": 32, "max_classes": 0},
+    "model": {"backbone": "glyph_convnet", "embedding_dim": 32},
+    "loss": {"name": "multi_similarity"},
+    "sampler": {"classes_per_batch": 6, "images_per_class": 4},
+    "optim": {"lr": 0.003},
+    "train": {"iterations": 30, "checkpoint_every": 10, "eval_every": 10, "progress": False, "threads": 1},
+    "eval": {"batch_size": 128},
+}
+
+
+# -- building the tree -------------------------------------------------------------------------
+def make_query_gallery_dataset(out: Path) -> Path:
+    """Blobs whose test classes are split into query and gallery images (In-Shop protocol)."""
+    from xbml.datasets.manifest import Manifest, read_manifest, write_manifest
+
+    make_blob_dataset(out, classes=20, per_class=8, val_fraction=0.2, seed=3)
+    m = read_manifest(out)
+    roles = np.array(["both"] * len(m), dtype=object)
+    for c in np.unique(m.labels[m.splits == "test"]):
+        idx = np.flatnonzero((m.labels == c) & (m.splits == "test"))
+        roles[idx[: len(idx) // 2]] = "query"
+        roles[idx[len(idx) // 2 :]] = "gallery"
+    m.info["protocol"] = "query_gallery"
+    write_manifest(out, Manifest(m.images, m.labels, m.splits, roles, m.folds, info=m.info))
+    return out
+
+
+def _embed_and_evaluate(folder: Path, splits) -> None:
+    """The workflow's own steps: `xbml embed` and `xbml evaluate` of each split."""
+    from xbml.cli import main
+
+    for split in splits:
+        emb = folder / f"embeddings_{split}.npz"
+        assert main(["embed", "--model", str(folder / "model.pt"), "--split", split, "--out", str(emb),
+                     "--threads", "1", "--no-progress"]) == 0
+        assert main(["evaluate", str(emb), "--threads", "1", "--out", str(folder / f"metrics_{split}.json")]) == 0
+
+
+def _write_benchmark(path: Path, seconds: float, rss: float) -> None:
+    """A Snakemake benchmark file (its real column layout)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, rem = divmod(seconds, 3600)
+    path.write_text(
+        "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+        f"{seconds:.4f}\t{int(h)}:{int(rem // 60):02d}:{int(rem % 60):02d}\t{rss:.2f}\t900.1\t{rss - 10:.2f}\t"
+        f"{rss - 5:.2f}\t0.00\t1.20\t95.00\t{seconds * 0.9:.2f}\n"
+    )
+
+
+def build_results(base: Path) -> dict:
+    """Train every run of two workflow configs under `base` (skipped when already built)."""
+    from xbml.config import load_config
+    from xbml.training.trainer import train
+    from xbml.workflow.plan import expand_runs, validate_config
+
+    paths = {"base": base, "results": base / "results"}
+    for name, methods, seeds, prepared in (
+        ("blobs", {"baseline": {}, "xml": {"xml.weight": 0.3}, "xml_w": {"xml.weight": [0.1, 0.6]}}, SEEDS, None),
+        ("qg", {"baseline": {}}, [0, 1], None),
+    ):
+        cfg_path = base / f"config_{name}.yaml"
+        paths[name] = cfg_path
+        if (base / f"{name}.done").exists():
+            continue
+        if name == "blobs":
+            prepared = make_blob_dataset(base / "prepared" / name, classes=24, per_class=8, val_fraction=0.25, seed=1)
+        else:
+            prepared = make_query_gallery_dataset(base / "prepared" / name)
+        train_cfg = base / f"train_{name}.yaml"
+        train_cfg.write_text(yaml.safe_dump({**TRAIN_CONFIG, "data": {**TRAIN_CONFIG["data"], "prepared": str(prepared)}}))
+        workflow = {
+            "datasets": {name: {"train_config": str(train_cfg), "val_fraction": 0.25}},
+            "methods": methods,
+            "baseline": "baseline",
+            "seeds": seeds,
+            "report": {"bootstrap_samples": 2000, "retrieval_queries": 4, "retrieval_k": 4, "tsne_classes": 8},
+        }
+        cfg_path.write_text(yaml.safe_dump(workflow, sort_keys=False))
+        config = validate_config(workflow)
+        for i, run in enumerate(expand_runs(config, check=False)):
+            folder = paths["results"] / Path(run.folder).relative_to("results")
+            overrides = [*run.overrides, f"seed={run.seed}"]
+            train(load_config(config["datasets"][name]["train_config"], overrides), folder, threads=1)
+            _embed_and_evaluate(folder, config["eval_splits"])
+            _write_benchmark(
+                paths["results"] / name / "benchmarks" / "train" / run.name / f"seed{run.seed}.tsv", 10.0 + i, 500.0 + i
+            )
+        _write_benchmark(paths["results"] / name / "benchmarks" / "fetch.tsv", 3.5, 120.0)
+        (paths["results"] / name / "data_version.json").write_text(json.dumps(
+            {"dataset": name, "path": f"data/raw/{name}", "dvc_md5": "0123456789abcdef0123456789abcdef.dir",
+             "remote": "local", "pushed": True}
+        ))
+        (base / f"{name}.done").write_text("ok")
+    return paths
+
+
+@pytest.fixture(scope="session")
+def tree(tmp_path_factory) -> dict:
+    return build_results(tmp_path_factory.getbasetemp() / "reporting_tree")
+
+
+def _cli(*args, cwd=ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    return subprocess.run([PYTHON, "-m", "xbml", *map(str, args)], cwd=cwd, capture_output=True, text=True, env=env)
+
+
+@pytest.fixture(scope="session")
+def reports(tree, tmp_path_factory) -> dict:
+    """aggregate + report of both datasets through the CLI, as the workflow runs them."""
+    out = tmp_path_factory.mktemp("reports")
+    made = {}
+    for name in ("blobs", "qg"):
+        csv_path = tree["results"] / name / "metrics.csv"
+        agg = _cli("aggregate", "--config", tree[name], "--dataset", name, "--results", tree["results"], "--out", csv_path)
+        assert agg.returncode == 0, agg.stderr
+        html_path = out / name / "index.html"
+        rep = _cli("report", "--config", tree[name], "--dataset", name, "--results", tree["results"],
+                   "--metrics", csv_path, "--out", html_path)
+        assert rep.returncode == 0, rep.stderr
+        made[name] = {"csv": csv_path, "html": html_path, "stdout": rep.stdout}
+    return made
+
+
+# -- reading the page back -------------------------------------------------------------------------
+class Page(HTMLParser):
+    """The parts of the report a reader relies on: images, tables by id, findings, ids."""
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=True)
+        self.images, self.tables, self.findings, self.ids, self.selected = [], {}, [], set(), []
+        self._table = self._row = self._cell = None
+        self._li = None
+        self._p = None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.add(a["id"])
+        if tag == "img":
+            self.images.append(a)
+        elif tag == "table":
+            self._table = self.tables.setdefault(a.get("id", f"anon{len(self.tables)}"), [])
+        elif tag == "tr" and self._table is not None:
+            self._row = []
+            self._table.append(self._row)
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = [a, ""]
+            self._row.append(self._cell)
+        elif tag == "li" and "data-metric" in a:
+            self._li = [a, ""]
+            self.findings.append(self._li)
+        elif tag == "p" and "selected-setting" in a.get("class", ""):
+            self._p = [a, ""]
+            self.selected.append(self._p)
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._table = None
+        elif tag in ("td", "th"):
+            self._cell = None
+        elif tag == "li":
+            self._li = None
+        elif tag == "p":
+            self._p = None
+
+    def handle_data(self, data):
+        for target in (self._cell, self._li, self._p):
+            if target is not None:
+                target[1] += data
+
+
+def _page(path: Path) -> Page:
+    return Page(path.read_text())
+
+
+def _recompute(csv_path: Path) -> pd.DataFrame:
+    return pd.read_csv(csv_path)
+
+
+# -- aggregate ------------------------------------------------------------------------------------
+def test_aggregate_has_a_row_per_run_seed_and_split_with_every_metric(tree, reports):
+    df = pd.read_csv(reports["blobs"]["csv"])
+    runs = ["baseline", "xml", "xml_w@xml.weight=0.1", "xml_w@xml.weight=0.6"]
+    assert len(df) == len(runs) * len(SEEDS) * 2
+    assert list(df.columns[:6]) == ["dataset", "run", "method", "seed", "split", "xml.weight"]
+    for m, _ in METRICS:
+        assert m in df.columns
+    for col in ("selected_iteration", "iterations", "train_time_s", "train_wall_time_s"):
+        assert col in df.columns
+    assert sorted(set(df["run"])) == sorted(runs)
+    assert set(df["split"]) == {"val", "test"} and set(df["seed"]) == set(SEEDS)
+    sweep = df[df["method"] == "xml_w"]
+    assert sorted(set(sweep["xml.weight"])) == [0.1, 0.6]
+    assert df[df["method"] != "xml_w"]["xml.weight"].isna().all()
+    for row in df.itertuples(index=False):
+        folder = tree["results"] / "blobs" / row.run / f"seed{row.seed}"
+        metrics = json.loads((folder / f"metrics_{row.split}.json").read_text())
+        for m, _ in METRICS:
+            assert getattr(row, m) == metrics[m]  # exact: the CSV keeps every digit
+        assert row.eval_num_queries == metrics["num_queries"]  # evaluation bookkeeping, prefixed
+        summary = json.loads((folder / "train_summary.json").read_text())
+        assert row.selected_iteration == summary["selected_iteration"]
+        assert row.iterations == TRAIN_CONFIG["train"]["iterations"]
+        steps = [json.loads(line)["time_s"] for line in (folder / "train_log.jsonl").read_text().splitlines()]
+        assert row.train_time_s == pytest.approx(sum(steps), abs=1e-3)
+        assert row.train_wall_time_s == summary["wall_time_s_this_process"]
+    # the aggregate is written atomically: no temporary files are left beside it
+    assert not [p for p in reports["blobs"]["csv"].parent.iterdir() if p.name.startswith(".metrics.csv")]
+
+
+def test_aggregate_names_a_missing_metrics_file(tree, tmp_path):
+    config = yaml.safe_load(tree["blobs"].read_text())
+    config["seeds"] = [*SEEDS, 9]  # a seed that never ran
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    out = tmp_path / "metrics.csv"
+    res = _cli("aggregate", "--config", cfg, "--dataset", "blobs", "--results", tree["results"], "--out", out)
+    assert res.returncode == 2
+    missing = tree["results"] / "blobs" / "baseline" / "seed9" / "metrics_val.json"
+    assert f"metrics file {missing} is missing" in res.stderr
+    assert "xbml evaluate" in res.stderr and "Traceback" not in res.stderr
+    assert not out.exists()
+
+
+def test_aggregate_rejects_an_unknown_dataset(tree, tmp_path):
+    res = _cli("aggregate", "--config", tree["blobs"], "--dataset", "nope", "--results", tree["results"],
+               "--out", tmp_path / "m.csv")
+    assert res.returncode == 2 and "'nope' is not in the workflow config" in res.stderr
+
+
+# -- report ---------------------------------------------------------------------------------------
+def _check_images(page: Page, folder: Path) -> list[str]:
+    from PIL import Image
+
+    names = []
+    assert page.images, "the report has no figures"
+    for img in page.images:
+        src = img["src"]
+        assert src.startswith("data:image/png;base64,"), src[:40]
+        png = base64.b64decode(src.split(",", 1)[1], validate=True)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        with Image.open(io.BytesIO(png)) as im:
+            im.verify()
+        with Image.open(io.BytesIO(png)) as im:
+            assert im.size[0] >= 400 and im.size[1] >= 150
+        assert img.get("alt")
+        file = folder / img["data-file"]
+        assert file.read_bytes() == png  # the same figure is written beside the page
+        names.append(img["data-file"])
+    return names
+
+
+def test_report_figures_are_embedded_pngs_and_files(tree, reports):
+    from xbml.reporting import figure_names
+    from xbml.workflow.plan import load_workflow_config
+
+    for name in ("blobs", "qg"):
+        html_path = reports[name]["html"]
+        page = _page(html_path)
+        shown = _check_images(page, html_path.parent)
+        planned = figure_names(load_workflow_config(tree[name]), name)
+        assert sorted(p.name for p in html_path.parent.glob("*.png")) == sorted(planned)
+        assert sorted(shown) == sorted(planned)  # every planned figure could be drawn here
+        assert (html_path.parent / "metrics.csv").read_bytes() == reports[name]["csv"].read_bytes()
+        assert "<script" not in html_path.read_text()  # self-contained and static
+    blobs = set(figure_names(load_workflow_config(tree["blobs"]), "blobs"))
+    assert {"paired_differences.png", "sweeps.png", "prototype_maps.png", "prototype_usage.png",
+            "retrieval.png", "tsne.png", "training_curves.png", "validation_curves.png"} <= blobs
+
+
+def _cells(page: Page, table: str) -> list[dict]:
+    rows = page.tables[table]
+    return [{"attrs": a, "text": t.strip()} for row in rows for a, t in row if "data-metric" in a]
+
+
+def test_report_tables_hold_the_numbers_of_the_csv(reports):
+    for name in ("blobs", "qg"):
+        df = _recompute(reports[name]["csv"])
+        page = _page(reports[name]["html"])
+        for split in ("test", "val"):
+            cells = _cells(page, f"summary-{split}")
+            runs = df["run"].unique()
+            assert len(cells) == len(runs) * len(METRICS)
+            for c in cells:
+                a = c["attrs"]
+                values = df[(df["run"] == a["data-run"]) & (df["split"] == split)][a["data-metric"]]
+                mean, std = values.mean(), values.std(ddof=1)
+                assert float(a["data-mean"]) == pytest.approx(mean, abs=1e-12)
+                assert float(a["data-std"]) == pytest.approx(std, abs=1e-12)
+                assert c["text"] == f"{mean:.4f} \u00b1 {std:.4f}"
+        # the full table, cell for cell
+        rows = page.tables["metrics-csv"]
+        with open(reports[name]["csv"], newline="") as f:
+            csv_rows = list(csv.reader(f))
+        assert [[t for _, t in r] for r in rows] == csv_rows
+
+
+def test_report_states_each_comparison_with_the_statistics_of_the_csv(tree, reports):
+    from xbml.reporting.statistics import compare, describe
+    from xbml.workflow.plan import load_workflow_config
+
+    config = load_workflow_config(tree["blobs"])
+    df = _recompute(reports["blobs"]["csv"])
+    page = _page(reports["blobs"]["html"])
+
+    def stats(run, split="test", metric="map_at_r"):
+        per = lambda r: {int(s): v for s, v in df[(df.run == r) & (df.split == split)][["seed", metric]].values}
+        return compare(run, "baseline", metric, split, per(run), per("baseline"),
+                       config["report"]["confidence"], config["report"]["bootstrap_samples"])
+
+    # the summary: xml itself and the sweep's setting selected on validation MAP@R
+    val = df[df.split == "val"].groupby("run")["map_at_r"].mean()
+    chosen = val[["xml_w@xml.weight=0.1", "xml_w@xml.weight=0.6"]].idxmax()
+    findings = {a["data-run"]: text for a, text in page.findings}
+    assert set(findings) == {"xml", chosen}
+    for run, text in findings.items():
+        c = stats(run)
+        a = next(a for a, _ in page.findings if a["data-run"] == run)
+        assert float(a["data-mean"]) == pytest.approx(c.mean, abs=1e-12)
+        assert (float(a["data-low"]), float(a["data-high"])) == pytest.approx((c.ci_low, c.ci_high), abs=1e-12)
+        assert describe(c, "test MAP@R") in text
+        assert f"{c.mean:+.3f}" in text and "over 3 seeds" in text and "paired t-test p" in text
+        verb = "improves" if c.significant and c.mean > 0 else "worsens" if c.significant else "does not significantly change"
+        assert verb in text
+    assert "Setting selected on validation MAP@R" in findings[chosen]
+    # the comparison tables: per-seed differences and their statistics, for every run and metric
+    for split in ("test", "val"):
+        rows = page.tables[f"comparison-{split}"]
+        header = [t for _, t in rows[0]]
+        assert header[2:5] == [f"\u0394 seed {s}" for s in SEEDS]
+        for row in rows[1:]:
+            cells = dict(zip(header, [t for _, t in row]))
+            attrs = next(a for a, _ in row if "data-mean" in a)
+            c = stats(attrs["data-run"], split, attrs["data-metric"])
+            assert [cells[f"\u0394 seed {s}"] for s in SEEDS] == [f"{d:+.4f}" for d in c.differences]
+            assert cells["mean \u0394"] == f"{c.mean:+.4f}"
+            assert cells["95% bootstrap CI"] == f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
+            assert cells["paired t-test p"] == f"{c.p_value:.3f}"
+    # the sweep: selection on validation only, its test result labelled as such
+    (a, text), = page.selected
+    assert a["data-run"] == chosen
+    test_values = df[(df.run == chosen) & (df.split == "test")]["map_at_r"]
+    assert "Test result of the selected setting" in text
+    assert f"{test_values.mean():.4f} \u00b1 {test_values.std(ddof=1):.4f}" in text
+
+
+def test_report_environment_and_sections(reports):
+    text = reports["blobs"]["html"].read_text()
+    page = _page(reports["blobs"]["html"])
+    assert {"summary", "results", "comparison", "sweeps", "training", "pictures", "environment", "data"} <= page.ids
+    assert "0123456789abcdef0123456789abcdef.dir" in text  # the DVC hash of the data
+    libraries = {t[0][1].strip(): t[1][1].strip() for t in page.tables["libraries"][1:]}
+    for lib in ("torch", "torchvision", "faiss", "pytorch-metric-learning", "numpy", "snakemake", "dvc"):
+        assert lib in libraries
+    bench = {row[0][1]: row for row in page.tables["benchmarks"][1:]}
+    assert set(bench) == {"train", "fetch"}
+    assert bench["train"][1][1] == str(4 * len(SEEDS))  # one job per run and seed
+    assert "git-commit" in page.ids or "Code commit unknown" in text
+    assert "xml.weight" in text and "bootstrap_samples: 2000" in text  # the workflow config
+
+
+def test_report_of_a_baseline_only_query_gallery_dataset(reports):
+    page = _page(reports["qg"]["html"])
+    text = reports["qg"]["html"].read_text()
+    assert "comparison" not in page.ids and "sweeps" not in page.ids
+    assert not page.findings
+    assert "Only one method, <b>baseline</b>, was run: there is nothing to compare it with." in text
+    assert "query vs gallery" in text
+    assert "prototype_maps.png" not in text  # the baseline has no prototypes
+    assert {"retrieval.png", "tsne.png"} <= {img["data-file"] for img in page.images}
+
+
+def test_report_is_deterministic(tree, reports, tmp_path):
+    """Everything but the pictures' pixels is identical on a second run (bootstrap RNG is fixed)."""
+    from xbml.reporting.report import build_report
+
+    name = "qg"
+    again = tmp_path / "index.html"
+    build_report(tree[name], name, reports[name]["csv"], again, tree["results"])
+    strip = lambda t: re.sub(r'src="data:image/png;base64,[^"]*"', 'src=""', t)
+    first = strip(reports[name]["html"].read_text())
+    second = strip(again.read_text())
+    first = first.replace(str(reports[name]["html"].parent), "")
+    assert first == second
+
+
+def test_report_with_only_a_test_split_and_pictures_disabled(tree, tmp_path):
+    """A figure that does not apply is still written (workflows declare the files) and the page
+    says why it is missing instead of showing it."""
+    from xbml.reporting import figure_names
+    from xbml.reporting.report import build_report
+    from xbml.reporting.tables import aggregate_rows
+    from xbml.workflow.plan import load_workflow_config
+
+    config = yaml.safe_load(tree["qg"].read_text())
+    config["eval_splits"] = ["test"]
+    config["report"].update(retrieval_queries=0, tsne_classes=0)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    csv_path = tmp_path / "metrics.csv"
+    table = aggregate_rows(load_workflow_config(cfg), "qg", tree["results"])
+    assert set(table["split"]) == {"test"}
+    table.to_csv(csv_path, index=False)
+    out = tmp_path / "report" / "index.html"
+    build_report(cfg, "qg", csv_path, out, tree["results"])
+    page = _page(out)
+    assert "summary-test" in page.tables and "summary-val" not in page.tables
+    text = out.read_text()
+    assert "not drawn: disabled (report.retrieval_queries = 0)" in text
+    assert "not drawn: disabled (report.tsne_classes = 0)" in text
+    names = figure_names(load_workflow_config(cfg), "qg")
+    assert "metrics_val.png" not in names
+    assert sorted(p.name for p in out.parent.glob("*.png")) == sorted(names)
+    _check_images(page, out.parent)
+    assert {img["data-file"] for img in page.images} == {"metrics_test.png", "training_curves.png", "validation_curves.png"}
+
+
+def test_report_fails_clearly_without_the_metrics_table(tree, tmp_path):
+    res = _cli("report", "--config", tree["qg"], "--dataset", "qg", "--results", tree["results"],
+               "--metrics", tmp_path / "none.csv", "--out", tmp_path / "r" / "index.html")
+    assert res.returncode == 2
+    assert "metrics table" in res.stderr and "xbml aggregate" in res.stderr
+    assert not (tmp_path / "r" / "index.html").exists()
+
+
+# -- in a browser ---------------------------------------------------------------------------------
+CHROMIUM = Path("/usr/bin/chromium")
+PROBE = """<script>
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute('data-images-total', imgs.length);
+  document.body.setAttribute('data-images-loaded', ok);
+  var cells = document.querySelectorAll('#summary-test td[data-metric="map_at_r"]');
+  var shown = {};
+  Array.prototype.forEach.call(cells, function (c) { shown[c.getAttribute('data-run')] = c.innerText; });
+  document.body.setAttribute('data-rendered-map', JSON.stringify(shown));
+});
+</script>"""
+
+
+def _chromium(*args, profile: Path) -> subprocess.CompletedProcess:
+    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+           f"--user-data-dir={profile}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("name", ["blobs", "qg"])
+def test_report_renders_in_a_headless_browser(reports, name, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip("headless chromium is not installed at /usr/bin/chromium (CI installs it: apt-get install chromium)")
+    from PIL import Image
+
+    html_path = reports[name]["html"]
+    probe = tmp_path / "index.html"  # a test copy with a probe script; the report itself has none
+    probe.write_text(html_path.read_text().replace("</body>", PROBE + "</body>"))
+    dom = _chromium("--virtual-time-budget=15000", "--dump-dom", probe.as_uri(), profile=tmp_path / "profile")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    body = re.search(r"<body([^>]*)>", dom.stdout)
+    assert body, dom.stdout[:500]
+    attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', body.group(1)))
+    total = int(attrs["data-images-total"])
+    assert total == len(Page(html_path.read_text()).images) and total >= 5
+    assert int(attrs["data-images-loaded"]) == total, "some figures did not load in the browser"
+    df = pd.read_csv(reports[name]["csv"])
+    rendered = json.loads(html.unescape(attrs["data-rendered-map"]))
+    test = df[df["split"] == "test"].groupby("run")["map_at_r"]
+    assert rendered == {r: f"{m:.4f} \u00b1 {s:.4f}" for r, m, s in zip(test.mean().index, test.mean(), test.std(ddof=1))}
+
+    shot = tmp_path / f"{name}_screenshot.png"
+    res = _chromium("--window-size=1400,4000", f"--screenshot={shot}", html_path.as_uri(), profile=tmp_path / "profile2")
+    assert res.returncode == 0 and shot.exists(), res.stderr[-2000:]
+    with Image.open(shot) as im:
+        assert im.size == (1400, 4000)
+        grey = np.asarray(im.convert("L"), dtype=np.float32)
+    assert grey.std() > 10, "the screenshot is blank"
+    assert (grey < 200).mean() > 0.02, "the screenshot shows almost nothing"
+    keep = os.environ.get("XBML_SCREENSHOT_DIR")
+    if keep:  # for a human to look at
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(keep) / shot.name)
