@@ -141,3 +141,14 @@ def test_killed_training_job_resumes_from_its_checkpoint(tmp_path):
     summary = json.loads((repo / "results/glyphs/xml/seed0/train_summary.json").read_text())
     assert summary["iterations"] == 300
     assert len((repo / "results/glyphs/xml/seed0/train_log.jsonl").read_text().splitlines()) == 300
+
+
+def test_snakemake_report_bundles_the_report(finished_repo):
+    out = finished_repo / "snakemake-report.zip"
+    run(["snakemake", "--report", str(out)], finished_repo)
+    import zipfile
+
+    names = zipfile.ZipFile(out).namelist()
+    # Snakemake stores each report() output under a hashed folder
+    assert "snakemake-report/report.html" in names, names
+    assert any(n.endswith("/index.html") for n in names) and any(n.endswith("/metrics.csv") for n in names), names
