@@ -10,7 +10,7 @@ from snakemake.utils import validate
 validate(config, "../schemas/config.schema.yaml")
 
 from xbml.errors import XbmlError
-from xbml.workflow.plan import expand_runs, resources, validate_config
+from xbml.workflow.plan import expand_runs, launcher, resources, validate_config
 
 try:
     CONFIG = validate_config(config)
@@ -55,6 +55,11 @@ def train_args(wildcards):
 
 def res(rule_name, key):
     return resources(CONFIG, rule_name)[key]
+
+
+def train_launcher(wildcards, resources):
+    """`python`, or torchrun with one process per GPU when the job has several (docs/slurm.md)."""
+    return launcher(resources.get("gpu", 0))
 
 
 def metrics_of(dataset):

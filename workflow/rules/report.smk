@@ -31,7 +31,9 @@ rule report:
         "--metrics {input.metrics} --out {output.html} > {log} 2>&1"
 
 
+# cheap, or (fetch) needing the internet that cluster compute nodes often lack
 localrules:
+    fetch,
     version,
     aggregate,
     report,

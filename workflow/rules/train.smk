@@ -15,6 +15,7 @@ rule train:
         config=lambda wc: dataset_cfg(wc)["train_config"],
         overrides=train_args,
         out=subpath(output.model, parent=True),
+        launcher=train_launcher,
     log:
         "logs/{dataset}/train/{run}/seed{seed}.log",
     conda:
@@ -25,9 +26,9 @@ rule train:
     resources:
         mem_mb=res("train", "mem_mb"),
         runtime=res("train", "runtime"),
-        gpus=res("train", "gpus"),
+        gpu=res("train", "gpus"),
     shell:
-        "python -m xbml train --config {params.config} {params.overrides} --seed {wildcards.seed} "
+        "{params.launcher} -m xbml train --config {params.config} {params.overrides} --seed {wildcards.seed} "
         "--threads {threads} --out {params.out} > {log} 2>&1"
 
 
@@ -46,7 +47,7 @@ rule embed:
     resources:
         mem_mb=res("embed", "mem_mb"),
         runtime=res("embed", "runtime"),
-        gpus=res("embed", "gpus"),
+        gpu=res("embed", "gpus"),
     shell:
         "python -m xbml embed --model {input} --split {wildcards.split} --threads {threads} "
         "--no-progress --out {output} > {log} 2>&1"

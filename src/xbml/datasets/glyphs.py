@@ -747,7 +747,7 @@ class Glyphs:
                 params["images_per_class"],
                 params["image_size"],
                 params["seed"],
-                workers=min(DEFAULT_WORKERS, os.cpu_count() or 1),
+                workers=min(DEFAULT_WORKERS, len(os.sched_getaffinity(0)) or 1),
                 progress=progress,
             )
             write_npz(tmp / NPZ_NAME, {"images": images, "labels": labels, "fonts": fonts})

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.distributed as tdist
 
+from xbml.errors import ConfigError
+
 
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
@@ -42,6 +44,13 @@ def barrier() -> None:
 def device_for_rank(device: torch.device) -> torch.device:
     if device.type == "cuda" and world_size() > 1:
         local = int(os.environ.get("LOCAL_RANK", "0"))
+        visible = torch.cuda.device_count()
+        if local >= visible:
+            # two ranks on one GPU would fail deep inside NCCL ("duplicate GPU"); say what to change
+            raise ConfigError(
+                f"torchrun started local rank {local} but only {visible} GPU(s) are visible to this job; "
+                f"start at most {visible} processes (--nproc_per_node) or ask the scheduler for more GPUs"
+            )
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
     return device

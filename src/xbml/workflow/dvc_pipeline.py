@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from xbml.workflow.data_version import stage_name
-from xbml.workflow.plan import expand_runs, resources
+from xbml.workflow.plan import expand_runs, launcher, resources
 
 # the code a trained model depends on: changing it retrains under `dvc repro`
 TRAINING_CODE = [
@@ -80,7 +80,7 @@ def build_pipeline(config: dict, config_path: str = "config/config.yaml") -> dic
             args = [f"data.prepared={prepared}", *run.overrides]
             stages[stage_name("train", dataset, run.name, f"seed{run.seed}")] = {
                 "cmd": (
-                    f"python -m xbml train --config {dcfg['train_config']} {_set_args(args)} "
+                    f"{launcher(resources(config, 'train')['gpus'])} -m xbml train --config {dcfg['train_config']} {_set_args(args)} "
                     f"--seed {run.seed} --threads {threads['train']} --out {folder}"
                 ),
                 "deps": [prepared, dcfg["train_config"], *TRAINING_CODE],

@@ -138,3 +138,10 @@ def expand_runs(config: dict, check: bool = True) -> list[Run]:
 
 def resources(config: dict, rule: str) -> dict:
     return {**DEFAULT_RESOURCES[rule], **config.get("resources", {}).get(rule, {})}
+
+
+def launcher(gpus: int) -> str:
+    """How a training command starts: python, or torchrun with one process per GPU."""
+    if int(gpus or 0) <= 1:
+        return "python"
+    return f"python -m torch.distributed.run --standalone --nproc_per_node {int(gpus)}"
