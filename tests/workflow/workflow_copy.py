@@ -38,7 +38,8 @@ def tiny_config(iterations: int = 40, seeds=(0,)) -> dict:
 
 
 def env() -> dict:
-    e = dict(os.environ)
+    # local test servers on 127.0.0.1 must not be reached through a proxy
+    e = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
     e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e['PATH']}"
     e["DVC_NO_ANALYTICS"] = "1"
     e.setdefault("XDG_CACHE_HOME", str(Path("/tmp") / f"xbml-xdg-{os.getuid()}"))

@@ -1,0 +1,72 @@
+"""Loading real images: the protocol's transforms, per-image seeds, and errors that name the file."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from miniature import make_cub, md5  # noqa: E402
+
+from xbml.datasets.manifest import read_manifest  # noqa: E402
+from xbml.datasets.registry import get_dataset  # noqa: E402
+from xbml.datasets.torch_data import ManifestImages  # noqa: E402
+from xbml.errors import DataError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cub(tmp_path_factory):
+    work = tmp_path_factory.mktemp("cub")
+    mini = make_cub(work / "mini", per_class=2)
+    archive = mini.files["CUB_200_2011.tgz"]
+    ds = get_dataset("cub200")
+    sources = {
+        "download_dir": str(work / "downloads"),
+        "files": [{"name": "CUB_200_2011.tgz", "md5": md5(archive), "local": str(archive)}],
+        "expected_counts": dict(mini.counts),
+    }
+    ds.fetch(work / "raw", sources=sources, progress=False)
+    ds.prepare(work / "raw", work / "prepared", val_fraction=0.0, seed=0)
+    return read_manifest(work / "prepared")
+
+
+def _images(manifest, train):
+    rows = manifest.indices("train")
+    return ManifestImages(manifest, rows, manifest.labels[rows], image_size=48, resize=56, train=train)
+
+
+def test_eval_transform_resizes_and_centre_crops(cub):
+    ds = _images(cub, train=False)
+    x, y = ds[0]
+    assert x.shape == (3, 48, 48) and x.dtype == torch.float32
+    assert torch.equal(x, ds[0][0])  # no randomness at evaluation
+    assert y == cub.labels[ds.rows[0]]
+
+
+def test_train_augmentation_is_decided_by_the_items_seed_alone(cub):
+    ds = _images(cub, train=True)
+    row = int(ds.rows[0])
+    a, _ = ds[(row, 11)]
+    torch.manual_seed(123)  # the global RNG must not matter
+    b, _ = ds[(row, 11)]
+    c, _ = ds[(row, 12)]
+    assert a.shape == (3, 48, 48)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_corrupt_and_missing_images_are_reported_by_path(cub):
+    ds = _images(cub, train=False)
+    broken = cub.image_root / cub.images[int(ds.rows[1])]
+    broken.write_bytes(b"\xff\xd8 this is not a jpeg")
+    with pytest.raises(DataError, match=f"corrupt image file {broken}"):
+        ds[1]
+    missing = cub.image_root / cub.images[int(ds.rows[2])]
+    missing.unlink()
+    with pytest.raises(DataError, match=f"image file missing: {missing}"):
+        ds[2]
+    assert np.isfinite(ds[0][0].numpy()).all()  # the others still load
