@@ -67,30 +67,19 @@ def aligned(a: Embeddings, b: Embeddings) -> bool:
 
 def nearest_neighbours(e: Embeddings, queries: np.ndarray, k: int, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Top-k references of each query (indices into `e`, cosine scores), highest score first,
-    ties by lower index; a query never retrieves itself."""
+    ties by lower index; a query never retrieves itself. The evaluation's own exact search,
+    so the pictures show the neighbours the metrics counted."""
+    from xbml.evaluation.knn import cross_knn
+
     gallery = e.gallery_indices
     k = min(k, len(gallery) - (1 if e.gallery is None else 0))
     if k < 1:
         raise XbmlError("the reference set has too few items to show neighbours")
-    g = e.embeddings[gallery]
-    out_idx = np.empty((len(queries), k), dtype=np.int64)
-    out_score = np.empty((len(queries), k), dtype=np.float32)
-    for start in range(0, len(queries), chunk):
-        q = np.asarray(queries[start : start + chunk])
-        s = e.embeddings[q] @ g.T  # (c, n_gallery)
-        s[gallery[None, :] == q[:, None]] = -np.inf  # self is never a neighbour
-        part = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < s.shape[1] else np.tile(np.arange(s.shape[1]), (len(q), 1))
-        # exact order inside the candidates: score descending, index ascending; equal scores at
-        # the boundary can only be found by a full sort of that row
-        for i in range(len(q)):
-            row = s[i]
-            cand = part[i]
-            kth = row[cand].min()
-            cand = np.flatnonzero(row >= kth)
-            order = cand[np.lexsort((gallery[cand], -row[cand]))][:k]
-            out_idx[start + i] = gallery[order]
-            out_score[start + i] = row[order]
-    return out_idx, out_score
+    queries = np.asarray(queries, dtype=np.int64)
+    position = np.full(len(e.embeddings), -1, dtype=np.int64)
+    position[gallery] = np.arange(len(gallery))
+    idx, score = cross_knn(e.embeddings[queries], e.embeddings[gallery], k, chunk=chunk, exclude=position[queries])
+    return gallery[idx], score
 
 
 def candidate_queries(e: Embeddings, limit: int = MAX_CANDIDATES) -> np.ndarray:
