@@ -223,8 +223,9 @@ def test_jobs_went_through_slurm(runs):
     subs = _submissions(runs["log"])
     assert subs, f"no Slurm submissions in Snakemake's log\n{runs['diag']}"
     rules = {rule for rule, _, _ in subs}
-    assert rules == {"fetch", "prepare", "train", "embed", "evaluate"}, rules
-    assert "version" not in rules  # a localrule: runs beside Snakemake, not on Slurm
+    assert rules == {"prepare", "train", "embed", "evaluate"}, rules
+    # localrules run beside Snakemake, not on Slurm: fetch (compute nodes may lack internet), version
+    assert not rules & {"fetch", "version", "aggregate", "report"}
     cluster = runs["cluster"]
     ctld = cluster.slurmctld_log.read_text()
     queue = dict(row.split("|") for row in cluster.run("squeue", "-h", "--states=all", "-o", "%i|%T").stdout.split())
