@@ -18,13 +18,13 @@ def _config(**extra):
     return validate_config(cfg)
 
 
-def test_default_config_expands_to_baseline_and_xml_over_three_seeds():
+def test_default_config_expands_to_baseline_and_an_xml_sweep_over_three_seeds():
     runs = expand_runs(load_workflow_config(ROOT / "config/config.yaml"))
-    assert sorted({r.name for r in runs}) == ["baseline", "xml"]
+    assert sorted({r.name for r in runs}) == ["baseline", "xml@xml.weight=0.1", "xml@xml.weight=0.3"]
     assert sorted({r.seed for r in runs}) == [0, 1, 2]
-    assert len(runs) == 6
-    xml = next(r for r in runs if r.name == "xml")
-    assert "xml.weight=0.1" in xml.overrides
+    assert len(runs) == 9
+    xml = next(r for r in runs if r.name == "xml@xml.weight=0.1")
+    assert "xml.weight=0.1" in xml.overrides and xml.method == "xml"
 
 
 def test_defaults_are_filled_from_the_schema():
@@ -82,7 +82,7 @@ def test_dvc_yaml_has_the_snakemake_commands():
     )
     assert dry.returncode == 0, dry.stderr
     shell = dry.stdout + dry.stderr
-    for name in ("fetch_glyphs", "prepare_glyphs", "train_glyphs_xml_seed1", "evaluate_glyphs_baseline_seed2_test"):
+    for name in ("fetch_glyphs", "prepare_glyphs", "train_glyphs_xml-xml-weight-0-1_seed1", "evaluate_glyphs_baseline_seed2_test"):
         assert dvc[name]["cmd"] in shell, name
 
 
