@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +16,20 @@ PYTHON = sys.executable
 
 # tests never write into the user's caches or print analytics banners
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def copy_repository(dest: Path) -> Path:
+    """This checkout's tracked and untracked-but-not-ignored files, copied to `dest` (no .git)."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT, capture_output=True, check=True,
+    ).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
 
 
 def make_blob_dataset(out: Path, classes: int = 24, per_class: int = 8, val_fraction: float = 0.0, seed: int = 0) -> Path:

@@ -28,7 +28,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT
+from conftest import copy_repository
 from local_slurm import LocalSlurm, SlurmUnavailable, install, overlay_profile
 
 pytestmark = pytest.mark.slurm
@@ -90,13 +90,7 @@ def _snapshot(dest: Path) -> Path:
     Taken once: both runs start from copies of this one snapshot, so they run the same code even
     while the working tree changes.
     """
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
-                           capture_output=True).stdout.decode().split("\0")
-    for rel in filter(None, files):
-        src = ROOT / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
+    copy_repository(dest)
     (dest / "config/config.yaml").write_text(yaml.safe_dump(TINY_CONFIG, sort_keys=False))
     (dest / "config/tiny_sources.yaml").write_text(yaml.safe_dump(TINY_SOURCES))
     return dest

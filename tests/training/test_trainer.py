@@ -1,9 +1,7 @@
 """Training behaviour on a small prepared dataset, through the real trainer and CLI."""
 
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest

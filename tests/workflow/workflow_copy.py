@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from conftest import copy_repository
 
 TINY_SOURCES = {"glyphs": {"max_classes": 48, "images_per_class": 8}}
 
@@ -57,15 +56,7 @@ def run(cmd, cwd, check=True, **kw) -> subprocess.CompletedProcess:
 
 def make_copy(dest: Path, config: dict) -> Path:
     """Tracked and untracked-but-not-ignored files of this checkout, as a new git repository."""
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT, capture_output=True, check=True,
-    ).stdout.decode().split("\0")
-    for rel in filter(None, files):
-        src = ROOT / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
+    copy_repository(dest)
     (dest / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (dest / "config/tiny-sources.yaml").write_text(yaml.safe_dump(TINY_SOURCES))
     for stale in ("dvc.lock",):

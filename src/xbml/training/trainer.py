@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from xbml.atomic import atomic_path, write_json, write_text
 from xbml.datasets.manifest import read_manifest
 from xbml.datasets.torch_data import ManifestImages, training_batches
 from xbml.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
-from xbml.inference import compute_embeddings, split_dataset
+from xbml.inference import compute_embeddings
 from xbml.losses.base_losses import build_base_loss
 from xbml.losses.cross_batch import build_regularizer
 from xbml.models import build_model
@@ -211,7 +210,7 @@ class Trainer:
     def fit(self) -> dict:
         from tqdm.auto import tqdm
 
-        cfg, tcfg = self.cfg, self.cfg["train"]
+        tcfg = self.cfg["train"]
         total = tcfg["iterations"]
         self.out_dir.mkdir(parents=True, exist_ok=True)
         resumed = self.resume()
