@@ -96,3 +96,18 @@ def test_real_data_config_is_valid_and_asks_for_gpus():
     train = load_config(ROOT / "config/train/real_images.yaml")
     assert (train["model"]["backbone"], train["data"]["image_size"]) == ("resnet50", 224)
     assert (train["sampler"]["classes_per_batch"], train["sampler"]["images_per_class"]) == (8, 4)
+
+
+def test_configfile_replaces_the_default_config_instead_of_merging(tmp_path):
+    import os
+
+    from conftest import copy_repository
+
+    repo = copy_repository(tmp_path / "repo")
+    dry = subprocess.run(
+        ["snakemake", "-n", "all", "--configfile", "config/real.yaml"],
+        cwd=repo, capture_output=True, text=True, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")},
+    )
+    assert dry.returncode == 0, dry.stderr
+    targets = next(line for line in dry.stdout.splitlines() if line.strip().startswith("input: reports/"))
+    assert "reports/cub200/index.html" in targets and "glyphs" not in targets

@@ -1,11 +1,18 @@
 # Helpers shared by the rules: the validated config, the run plan and command lines.
 # The plan comes from xbml.workflow.plan, the same code that writes dvc.yaml.
 
+import copy
 import shlex
 import sys
 from pathlib import Path
 
 from snakemake.utils import validate
+
+# `--configfile X` names a complete experiment (e.g. config/real.yaml): use it instead of
+# config/config.yaml rather than merging the two, which would mix their datasets and methods
+if workflow.overwrite_configfiles:
+    config.clear()
+    config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
 
 validate(config, "../schemas/config.schema.yaml")
 
