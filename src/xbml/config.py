@@ -111,10 +111,8 @@ def _check(cfg: dict, defaults: dict, prefix: tuple[str, ...] = ()) -> None:
                 raise ConfigError(f"config key {dotted!r} must be a mapping of sub-keys, got {value!r}")
             _check(value, default, where)
             continue
-        if value is None and (where in NULLABLE or default is None):
-            continue
         if where in NULLABLE or default is None:
-            continue
+            continue  # may be None or differ in type; validate_values checks what matters
         if isinstance(default, bool):
             ok = isinstance(value, bool)
         elif isinstance(default, float):
