@@ -7,6 +7,7 @@ or a worker, first time or after a resume.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +23,21 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def _load_array_store(path: Path) -> np.ndarray:
     try:
+        stamp = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise DataError(f"cannot read the image array store {path}: {exc}; re-run `xbml fetch`") from None
+    return _decompressed_store(path, stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _decompressed_store(path: Path, stamp: int) -> np.ndarray:
+    # one decompressed copy per process and file version: training and validation share it
+    try:
         with np.load(path) as z:
             images = z["images"]
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(f"cannot read the image array store {path}: {exc}; re-run `xbml fetch`") from None
+    images.setflags(write=False)  # shared between datasets: nobody may modify it
     return images
 
 
@@ -61,7 +73,7 @@ class ManifestImages(Dataset):
     def _array_image(self, row: int, seed: int | None) -> torch.Tensor:
         ref = self.manifest.images[row]
         index = int(ref[1:])
-        img = torch.from_numpy(np.ascontiguousarray(self.images[index])).float().div_(255.0)
+        img = torch.from_numpy(self.images[index].astype(np.float32)).div_(255.0)  # a writable copy
         img = img.unsqueeze(0) if img.dim() == 2 else img.permute(2, 0, 1)
         if self.augment and seed is not None:
             g = torch.Generator().manual_seed(int(seed))

@@ -109,6 +109,7 @@ class Trainer:
             train_rows = train_rows[folds != fold]
         else:
             self.val_rows = self.manifest.indices("val", data_cfg["max_classes"])
+        self.val_set = None
         if len(train_rows) == 0:
             raise DataError(f"{data_cfg['prepared']} has no training images")
         self.train_classes, contiguous = np.unique(self.manifest.labels[train_rows], return_inverse=True)
@@ -196,15 +197,17 @@ class Trainer:
             return None
         from xbml.evaluation.retrieval_metrics import retrieval_metrics
 
-        data_cfg = self.cfg["data"]
-        dataset = ManifestImages(
-            self.manifest, self.val_rows, self.manifest.labels[self.val_rows], data_cfg["image_size"], data_cfg["resize"]
-        )
+        if self.val_set is None:  # built once: validation runs many times per training
+            data_cfg = self.cfg["data"]
+            self.val_set = ManifestImages(
+                self.manifest, self.val_rows, self.manifest.labels[self.val_rows],
+                data_cfg["image_size"], data_cfg["resize"],
+            )
         emb = compute_embeddings(
-            self.objective.model, dataset, self.cfg["eval"]["batch_size"], self.device,
-            workers=data_cfg["workers"], channels_last=self.channels_last, bf16=self.bf16,
+            self.objective.model, self.val_set, self.cfg["eval"]["batch_size"], self.device,
+            workers=self.cfg["data"]["workers"], channels_last=self.channels_last, bf16=self.bf16,
         )
-        return retrieval_metrics(emb, dataset.targets)
+        return retrieval_metrics(emb, self.val_set.targets)
 
     # -- the loop ----------------------------------------------------------------------------------
     def fit(self) -> dict:
