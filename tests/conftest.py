@@ -50,6 +50,35 @@ def make_blob_dataset(out: Path, classes: int = 24, per_class: int = 8, val_frac
     return out
 
 
+def make_attribute_dataset(out: Path, classes: int = 120, per_class: int = 6, parts: int = 12, seed: int = 0) -> Path:
+    """Classes that share attributes, the premise of XML: each class is a set of 3 of `parts`
+    texture patches, each image places its class's patches in random cells of a 4x4 grid (the
+    glyph net's 4x4 map) over noise. Unseen classes are new combinations of seen parts."""
+    import itertools
+
+    from xbml.datasets.manifest import Manifest, split_classes, write_manifest
+
+    rng = np.random.default_rng(seed)
+    patches = rng.integers(0, 255, size=(parts, 8, 8))
+    combos = list(itertools.combinations(range(parts), 3))
+    chosen = [combos[i] for i in rng.permutation(len(combos))[:classes]]
+    images = rng.normal(128, 40, size=(classes * per_class, 32, 32))
+    for i in range(classes * per_class):
+        cells = rng.permutation(16)[: 2 * 3]
+        for j, part in enumerate(chosen[i // per_class] * 2):
+            r, c = divmod(int(cells[j]), 4)
+            images[i, 8 * r : 8 * r + 8, 8 * c : 8 * c + 8] = patches[part] + rng.normal(0, 20, size=(8, 8))
+    images = np.clip(images, 0, 255).astype(np.uint8)
+    labels = np.repeat(np.arange(classes), per_class)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "store.npz", images=images)
+    split, fold = split_classes(labels, np.arange(classes // 2, classes), 0.0, seed)
+    roles = np.array(["both"] * len(labels), dtype=object)
+    info = {"name": "attributes", "array_store": "store.npz", "channels": 1, "image_size": 32, "protocol": "self"}
+    write_manifest(out, Manifest([f"#{i}" for i in range(len(labels))], labels, split, roles, fold, info=info))
+    return out
+
+
 @pytest.fixture
 def blob_dataset(tmp_path) -> Path:
     return make_blob_dataset(tmp_path / "prepared")

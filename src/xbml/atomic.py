@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -16,13 +18,55 @@ def _umask() -> int:
     return mask
 
 
+# the random part tempfile.mkstemp / mkdtemp put between prefix and suffix
+_RANDOM_PART = "[a-z0-9_]{8}"
+
+
+def remove_stale_siblings(target: str | os.PathLike, infix: str, suffix: str = "") -> list[Path]:
+    """Delete what ``tempfile.mkstemp/mkdtemp(prefix=f".{target.name}{infix}", suffix=suffix,
+    dir=target.parent)`` left behind when a run was killed; returns what was deleted.
+
+    Only names of exactly that pattern go (a user's ``.name.old-backup`` stays), and never
+    through a symbolic link. Call it before making the next temporary of `target`: a step
+    owns the temporaries of its own output, so nothing live is removed.
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    pattern = re.compile(re.escape(f".{target.name}{infix}") + _RANDOM_PART + re.escape(suffix))
+    removed = []
+    for stale in target.parent.iterdir():
+        if not pattern.fullmatch(stale.name) or stale.is_symlink():
+            continue
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+        removed.append(stale)
+    return removed
+
+
+def _temporary_suffix(path: Path, suffix: str | None) -> str:
+    # keep the real suffix so libraries that dispatch on it (np.savez, PIL) behave
+    return suffix or path.suffix or ".tmp"
+
+
+def remove_stale_temporaries(target: str | os.PathLike, suffix: str | None = None) -> list[Path]:
+    """Delete the temporaries a killed ``atomic_path(target, suffix)`` left beside `target`."""
+    target = Path(target)
+    return remove_stale_siblings(target, ".", _temporary_suffix(target, suffix))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it over `path` only on success."""
+    """Yield a temporary path beside `path`; rename it over `path` only on success.
+
+    Temporaries of `path` left by a killed earlier write are removed first.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # keep the real suffix so libraries that dispatch on it (np.savez, PIL) behave
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
+    remove_stale_temporaries(path, suffix)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_temporary_suffix(path, suffix), dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600; give the final file the permissions a plain open() would

@@ -7,6 +7,9 @@ typo (`xml.lamda`) can never silently fall back to a default.
 from __future__ import annotations
 
 import copy
+import math
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
         # local file with ImageNet weights; None = torchvision's cache, never downloaded
         "weights_path": None,
         "embedding_dim": 64,
+        # BatchNorm frozen: statistics fixed and its parameters neither trained nor decayed
+        # (the authors' setting with pretrained ResNets)
         "freeze_bn": False,
     },
     "loss": {
@@ -55,6 +60,9 @@ DEFAULTS: dict[str, Any] = {
         "target": "class_proxy",
         "prediction_loss": "proxy_softmax",
         "proxy_scale": 9.5,
+        # which locations the prototypes see: "projected" (W_e x_i, the authors' pooling layer)
+        # or "backbone" (raw backbone locations by cosine; an ablation)
+        "features": "projected",
         # compute the regulariser even at weight 0 (proves the paired-run property in tests)
         "force_compute": False,
     },
@@ -62,10 +70,16 @@ DEFAULTS: dict[str, Any] = {
         "name": "adamw",
         "lr": 1e-3,
         "weight_decay": 1e-4,
-        # learning rate of the XML parameters (prototypes, class vectors) relative to lr
+        # learning rate of the XML parameters (prototypes, class vectors) relative to lr;
+        # 1 = the base learning rate, as the authors train them
         "xml_lr_multiplier": 1.0,
+        # learning rate of a proxy base loss's proxies (proxy_nca, proxy_anchor) relative to lr:
+        # proxies are usually trained ~100x faster than the network (Proxy-Anchor's setting)
+        "base_loss_lr_multiplier": 100.0,
         "warmup_iterations": 0,
         "schedule": "constant",
+        # clip the gradients' global norm to this value (0 = off; the authors clip at 10)
+        "clip_grad_norm": 0.0,
     },
     "train": {
         "iterations": 1000,
@@ -127,6 +141,20 @@ def _check(cfg: dict, defaults: dict, prefix: tuple[str, ...] = ()) -> None:
             )
 
 
+_SCIENTIFIC = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
+def _coerce_scientific(cfg: dict, defaults: dict) -> None:
+    """YAML 1.1 reads `1e-5` (no dot) as a string: make it the float the user meant, where a
+    float belongs."""
+    for key, value in cfg.items():
+        default = defaults.get(key)
+        if isinstance(value, dict) and isinstance(default, dict):
+            _coerce_scientific(value, default)
+        elif isinstance(default, float) and isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+            cfg[key] = float(value)
+
+
 def merge(base: dict, update: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in update.items():
@@ -176,40 +204,122 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         user = _load_file(Path(path))
     for text in overrides:
         user = merge(user, parse_override(text))
+    _coerce_scientific(user, DEFAULTS)
     _check(user, DEFAULTS)
     cfg = merge(DEFAULTS, user)
     validate_values(cfg)
     return cfg
 
 
+@dataclass(frozen=True)
+class Interval:
+    """A numeric domain; NaN and infinities are outside every interval."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return not (self.high is not None and (value > self.high or (self.high_open and value == self.high)))
+
+    def __str__(self) -> str:
+        left = "(" if self.low_open or self.low is None else "["
+        right = ")" if self.high_open or self.high is None else "]"
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        return f"{left}{low}, {high}{right}"
+
+
+POSITIVE, NON_NEGATIVE, AT_LEAST_ONE = Interval(0, low_open=True), Interval(0), Interval(1)
+
+# the domain of every numeric key (a finite value inside the interval)
+INTERVALS: dict[tuple[str, ...], Interval] = {
+    ("seed",): NON_NEGATIVE,
+    ("data", "image_size"): Interval(8),
+    ("data", "resize"): AT_LEAST_ONE,
+    ("data", "workers"): NON_NEGATIVE,
+    ("data", "max_classes"): NON_NEGATIVE,
+    ("model", "embedding_dim"): AT_LEAST_ONE,
+    ("sampler", "classes_per_batch"): Interval(2),
+    ("sampler", "images_per_class"): Interval(2),
+    ("xml", "weight"): Interval(0, 1),
+    ("xml", "num_prototypes"): AT_LEAST_ONE,
+    ("xml", "assignment_scale"): POSITIVE,
+    ("xml", "ridge_lambda"): POSITIVE,
+    ("xml", "proxy_scale"): POSITIVE,
+    ("optim", "lr"): POSITIVE,
+    ("optim", "weight_decay"): NON_NEGATIVE,
+    ("optim", "xml_lr_multiplier"): POSITIVE,
+    ("optim", "base_loss_lr_multiplier"): POSITIVE,
+    ("optim", "warmup_iterations"): NON_NEGATIVE,
+    ("optim", "clip_grad_norm"): NON_NEGATIVE,
+    ("train", "iterations"): AT_LEAST_ONE,
+    ("train", "checkpoint_every"): AT_LEAST_ONE,
+    ("train", "eval_every"): AT_LEAST_ONE,
+    ("train", "threads"): NON_NEGATIVE,
+    ("eval", "batch_size"): AT_LEAST_ONE,
+}
+
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+SCHEDULES = ("constant", "cosine")
+
+
+def _choices() -> dict[tuple[str, ...], tuple]:
+    """The domain of every enumerated key; component names come from their registries."""
+    from xbml.losses.base_losses import loss_names, miner_names
+    from xbml.losses.cross_batch import PREDICTION_LOSSES, TARGETS
+    from xbml.models.backbones import BACKBONES
+    from xbml.models.prototype_pooling import FEATURES
+
+    return {
+        ("model", "backbone"): tuple(BACKBONES.names()),
+        ("loss", "name"): tuple(loss_names()),
+        ("loss", "miner"): (None, "none", "auto", *miner_names()),
+        ("xml", "target"): TARGETS,
+        ("xml", "prediction_loss"): PREDICTION_LOSSES,
+        ("xml", "features"): FEATURES,
+        ("optim", "name"): OPTIMIZERS,
+        ("optim", "schedule"): SCHEDULES,
+        ("train", "amp"): ("auto", True, False),
+        ("train", "channels_last"): ("auto", True, False),
+    }
+
+
+def _get(cfg: dict, key: tuple[str, ...]):
+    for part in key:
+        cfg = cfg[part]
+    return cfg
+
+
 def validate_values(cfg: dict) -> None:
-    xml = cfg["xml"]
-    if not 0.0 <= xml["weight"] <= 1.0:
-        raise ConfigError(f"xml.weight must be in [0, 1], got {xml['weight']}")
-    if xml["target"] not in ("class_proxy", "embedding"):
-        raise ConfigError(f"xml.target must be 'class_proxy' or 'embedding', got {xml['target']!r}")
-    if xml["prediction_loss"] not in ("proxy_softmax", "base"):
+    """Every value inside its domain, or a ConfigError naming the key, the value and the fix."""
+    for key, domain in INTERVALS.items():
+        value = _get(cfg, key)
+        if value not in domain:
+            raise ConfigError(f"config key {'.'.join(key)!r} is {value!r}; it must be a finite number in {domain}")
+    for key, valid in _choices().items():
+        value = _get(cfg, key)
+        if value not in valid or isinstance(value, bool) != isinstance(valid[valid.index(value)], bool):
+            shown = ", ".join("null" if v is None else str(v).lower() if isinstance(v, bool) else v for v in valid)
+            raise ConfigError(f"config key {'.'.join(key)!r} is {value!r}; valid values: {shown}")
+    fold = cfg["data"]["fold"]
+    if fold is not None and fold not in NON_NEGATIVE:
+        raise ConfigError(f"config key 'data.fold' is {fold!r}; use null or a fold number >= 0")
+    if cfg["sampler"]["classes_per_batch"] % 2:
         raise ConfigError(
-            f"xml.prediction_loss must be 'proxy_softmax' or 'base', got {xml['prediction_loss']!r}"
+            "config key 'sampler.classes_per_batch' must be even: the batch is split into two class-disjoint halves"
         )
-    if xml["ridge_lambda"] <= 0:
-        raise ConfigError("xml.ridge_lambda must be > 0 (it keeps the ridge system invertible)")
-    if xml["num_prototypes"] < 1:
-        raise ConfigError("xml.num_prototypes must be >= 1")
-    s = cfg["sampler"]
-    if s["classes_per_batch"] < 2 or s["classes_per_batch"] % 2:
+    optim, iterations = cfg["optim"], cfg["train"]["iterations"]
+    if optim["warmup_iterations"] >= iterations:
         raise ConfigError(
-            "sampler.classes_per_batch must be even and >= 2: the batch is split into two class-disjoint halves"
+            f"config key 'optim.warmup_iterations' is {optim['warmup_iterations']} but training has only "
+            f"{iterations} iterations; use fewer warm-up iterations than train.iterations"
         )
-    if s["images_per_class"] < 2:
-        raise ConfigError("sampler.images_per_class must be >= 2 so every anchor has a positive")
-    t = cfg["train"]
-    for key in ("iterations", "checkpoint_every", "eval_every"):
-        if t[key] < 1:
-            raise ConfigError(f"train.{key} must be >= 1, got {t[key]}")
-    for key in ("amp", "channels_last"):
-        if t[key] not in ("auto", True, False):
-            raise ConfigError(f"train.{key} must be auto, true or false")
 
 
 def dump_config(cfg: dict) -> str:

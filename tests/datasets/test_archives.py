@@ -174,3 +174,53 @@ def test_extracted_target_gets_normal_folder_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "dataset").stat().st_mode & 0o777 == 0o755
+
+
+def _conflicting_tar(path: Path, order: str) -> Path:
+    members = [_file("top/x"), _file("top/x/y")]
+    return _tar(path, members if order == "file first" else members[::-1])
+
+
+def _conflicting_zip(path: Path, order: str) -> Path:
+    names = ["top/x", "top/x/y"]
+    return _zip(path, names if order == "file first" else names[::-1])
+
+
+@pytest.mark.parametrize("order", ["file first", "file last"])
+@pytest.mark.parametrize("make", [_conflicting_tar, _conflicting_zip], ids=["tar", "zip"])
+def test_file_and_member_below_it_are_refused_as_conflicting(tmp_path, make, order):
+    work = tmp_path / "work"
+    work.mkdir()
+    archive = make(work / "conflict.archive", order)
+    target = work / "dataset"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(DataError) as err:
+        extract(archive, target, overwrite=True)
+    msg = str(err.value)
+    assert "'top/x/y'" in msg and "conflicts with the file member 'top/x'" in msg and "download it again" in msg
+    assert sorted(p.name for p in work.iterdir()) == ["conflict.archive", "dataset"]
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
+    staging = work / "staging"
+    staging.mkdir()
+    with pytest.raises(DataError, match="conflicts"):
+        extract_into(archive, staging)
+    assert list(staging.iterdir()) == []
+
+
+def test_directory_member_over_a_file_member_is_refused(tmp_path):
+    archive = _tar(tmp_path / "dir.tgz", [_file("top/x"), _dir("top/x")])
+    with pytest.raises(DataError, match="'top/x' conflicts with the file member 'top/x'"):
+        check_archive(archive)
+
+
+def test_stale_extraction_folders_are_removed_but_lookalikes_kept(tmp_path):
+    from xbml.datasets.archives import make_temp_dir
+
+    archive = _zip(tmp_path / "ok.zip", ["top/a.txt"])
+    stale = make_temp_dir(".dataset.extracting-", tmp_path)
+    (stale / "half.txt").write_text("killed mid-way")
+    keep = tmp_path / ".dataset.extracting-mine"
+    keep.mkdir()
+    extract(archive, tmp_path / "dataset")
+    assert not stale.exists() and keep.is_dir()

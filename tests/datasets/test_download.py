@@ -140,3 +140,81 @@ def test_bad_checksum_configuration_is_a_config_error():
         dl.normalize_checksums({"md5": "abc"})
     with pytest.raises(ConfigError, match="unknown checksum algorithm"):
         dl.normalize_checksums({"crc32": "abc"})
+
+
+# -- no checksum configured: the content is still judged ---------------------------------------
+
+HTML = b"<!DOCTYPE html>\n<html><head><title>Quota exceeded</title></head><body>Try later</body></html>\n"
+
+
+def _real_files(tmp_path):
+    """A real .tgz, .zip and .mat, the formats the published datasets come in."""
+    import io
+    import tarfile
+    import zipfile
+
+    from scipy.io import savemat
+
+    from miniature import tar_bytes
+
+    info = tarfile.TarInfo("top/a.txt")
+    zbuf = io.BytesIO()
+    with zipfile.ZipFile(zbuf, "w") as zf:
+        zf.writestr("top/a.txt", "a")
+    savemat(tmp_path / "real.mat", {"annotations": [1, 2, 3]})
+    return {
+        "f.tgz": tar_bytes([(info, b"a")]),
+        "f.zip": zbuf.getvalue(),
+        "cars_annos.mat": (tmp_path / "real.mat").read_bytes(),
+        "list.txt": b"2\nimage_name item_id evaluation_status\n",
+    }
+
+
+@pytest.mark.parametrize(
+    "name, body, why",
+    [
+        ("cars_annos.mat", HTML, "web page"),
+        ("f.tgz", HTML, "web page"),
+        ("f.zip", HTML, "web page"),
+        ("list.txt", HTML, "web page"),
+        ("f.tgz", b"Download quota exceeded for this file, try again in 24 hours.\n", "is text"),
+        ("cars_annos.mat", b"404: Not Found", "is text"),
+        ("f.tgz", b"\x1f\x8b\x08\x00" + os.urandom(300), "tar archive"),
+        ("f.zip", os.urandom(300), "zip archive"),
+        ("cars_annos.mat", os.urandom(300), "MATLAB header"),
+        ("f.zip", b"", "is empty"),
+    ],
+)
+def test_unverified_download_with_the_wrong_content_is_refused_and_not_kept(server, tmp_path, name, body, why):
+    url = server.add(f"/{name}", body)
+    dest = tmp_path / "downloads" / name
+    with pytest.raises(DataError) as err:
+        dl.download([url], dest, None, progress=False)
+    msg = str(err.value)
+    assert name in msg and why in msg and "not recorded as fetched" in msg and "checksum" in msg
+    assert list(dest.parent.iterdir()) == []  # neither the file nor a .part: the next fetch starts over
+
+
+def test_real_formats_pass_the_content_check(tmp_path):
+    for name, body in _real_files(tmp_path).items():
+        (tmp_path / name).write_bytes(body)
+        assert dl.content_problem(tmp_path / name) is None, name
+
+
+def test_web_page_mirror_falls_through_to_a_good_one(server, tmp_path):
+    good = _real_files(tmp_path)["f.tgz"]
+    urls = [server.add("/login/f.tgz", HTML), server.add("/good/f.tgz", good)]
+    out = dl.download(urls, tmp_path / "dl" / "f.tgz", None, progress=False)
+    assert out.read_bytes() == good
+
+
+def test_kept_unverified_copy_with_the_wrong_content_is_downloaded_again(server, tmp_path):
+    good = _real_files(tmp_path)["cars_annos.mat"]
+    url = server.add("/cars_annos.mat", good)
+    dest = tmp_path / "dl" / "cars_annos.mat"
+    dest.parent.mkdir()
+    dest.write_bytes(HTML)  # left by a version that accepted any unverified file
+    dl.download([url], dest, None, progress=False)
+    assert dest.read_bytes() == good and len(server.gets()) == 1
+    dl.download([url], dest, None, progress=False)  # a good copy is kept
+    assert len(server.gets()) == 1

@@ -279,6 +279,39 @@ def test_killed_cli_fetch_leaves_no_raw_dir(tmp_path):
     assert _siblings(raw) == ["sources.yaml"]
 
 
+def _stale_and_lookalikes(target: Path) -> tuple[list[Path], list[Path]]:
+    """What a killed fetch/prepare of `target` leaves (its own mkdtemp names), and names it did not make."""
+    import tempfile
+
+    stale = [Path(tempfile.mkdtemp(prefix=f".{target.name}{infix}", dir=target.parent)) for infix in (".tmp-", ".old-")]
+    (stale[0] / "glyphs.npz").write_bytes(b"half written")
+    lookalikes = [target.parent / f".{target.name}{name}" for name in (".tmp-mine", ".old-abcd12345", "x.tmp-abcd1234")]
+    for p in lookalikes:
+        p.mkdir()
+    return stale, lookalikes
+
+
+def test_next_fetch_removes_what_a_killed_fetch_left(tmp_path, small_raw):
+    import shutil
+
+    raw = tmp_path / "raw"
+    shutil.copytree(small_raw, raw)
+    stale, lookalikes = _stale_and_lookalikes(raw)
+    Glyphs.fetch(raw, dict(SMALL), seed=0, progress=False)  # already complete: nothing to generate
+    assert not any(p.exists() for p in stale)
+    assert all(p.is_dir() for p in lookalikes)
+
+
+def test_next_prepare_removes_what_a_killed_prepare_left(tmp_path, small_raw):
+    out = tmp_path / "prepared"
+    out.mkdir()
+    stale, lookalikes = _stale_and_lookalikes(out)
+    Glyphs.prepare(small_raw, out)
+    assert not any(p.exists() for p in stale)
+    assert all(p.is_dir() for p in lookalikes)
+    assert (out / "dataset.json").is_file()
+
+
 def test_second_fetch_is_a_noop(tmp_path, small_raw, caplog):
     import shutil
 

@@ -386,8 +386,187 @@ def test_unsafe_archive_from_a_mirror_leaves_nothing(server, tmp_path):
 
 
 def test_leftovers_of_a_killed_fetch_are_removed(minis, server, tmp_path):
+    from xbml.datasets.archives import make_temp_dir
+
     raw = tmp_path / "raw" / "cub200"
-    stale = tmp_path / "raw" / ".cub200.partial-dead"
-    (stale / "CUB_200_2011").mkdir(parents=True)
+    raw.parent.mkdir()
+    # what a killed fetch leaves: the names its own mkdtemp calls make
+    stale = [make_temp_dir(f".cub200{infix}", raw.parent) for infix in (".partial-", ".old-")]
+    (stale[0] / "CUB_200_2011").mkdir()
+    # look-alikes that no fetch made are not its to delete
+    for name in (".cub200.partial-dead", ".cub200.old-backup-2024", ".cub2000.partial-abcd1234"):
+        (raw.parent / name).mkdir()
     get_dataset("cub200").fetch(raw, sources_for(minis["cub200"], server, tmp_path), progress=False)
-    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["cub200"]
+    assert sorted(p.name for p in raw.parent.iterdir()) == [
+        ".cub200.old-backup-2024", ".cub200.partial-dead", ".cub2000.partial-abcd1234", "cub200"
+    ]
+
+
+# -- files without a checksum: refused by content, never recorded as fetched ------------------
+
+HTML = b"<!DOCTYPE html><html><body>Sign in to continue to Google Drive</body></html>\n"
+
+
+def _unverified_cars(mini: Miniature, server: FileServer, tmp: Path, annos_url: str) -> dict:
+    sources = sources_for(mini, server, tmp)
+    annos = sources["files"][1]
+    assert annos["name"] == "cars_annos.mat"
+    annos["md5"], annos["urls"] = None, [annos_url]
+    return sources
+
+
+def test_web_page_served_as_an_unverified_file_is_refused_and_retried(minis, server, tmp_path):
+    ds, mini = get_dataset("cars196"), minis["cars196"]
+    url = server.add("/flaky/cars_annos.mat", HTML)
+    sources = _unverified_cars(mini, server, tmp_path, url)
+    raw = tmp_path / "raw" / "cars196"
+    with pytest.raises(DataError) as err:
+        ds.fetch(raw, sources, progress=False)
+    assert "cars_annos.mat" in str(err.value) and "web page" in str(err.value)
+    assert not raw.parent.exists()
+    assert sorted(p.name for p in (tmp_path / "downloads").iterdir()) == ["car_ims.tgz"]
+    # the mirror recovers: the next fetch downloads it (it does not say "nothing to fetch")
+    server.add("/flaky/cars_annos.mat", mini.files["cars_annos.mat"])
+    ds.fetch(raw, sources, progress=False)
+    assert md5(raw / "cars_annos.mat") == md5(mini.files["cars_annos.mat"])
+    ds.prepare(raw, tmp_path / "prepared")
+
+
+def test_unverified_file_that_does_not_parse_is_not_marked_fetched(minis, server, tmp_path):
+    from scipy.io import savemat
+
+    ds, mini = get_dataset("cars196"), minis["cars196"]
+    other = tmp_path / "other.mat"
+    savemat(other, {"class_names": np.array(["a", "b"], dtype=object)})  # a real MAT file, not the annotations
+    url = server.add("/other/cars_annos.mat", other)
+    sources = _unverified_cars(mini, server, tmp_path, url)
+    raw = tmp_path / "raw" / "cars196"
+    with pytest.raises(DataError, match="no `annotations` variable"):
+        ds.fetch(raw, sources, progress=False)
+    assert not raw.exists() and _leftovers(raw.parent) == []
+    assert not (tmp_path / "downloads" / "cars_annos.mat").exists()  # deleted: the next fetch downloads again
+    server.add("/other/cars_annos.mat", mini.files["cars_annos.mat"])
+    ds.fetch(raw, sources, progress=False)
+    ds.prepare(raw, tmp_path / "prepared")
+
+
+def test_fetched_folder_whose_unverified_file_no_longer_parses_is_fetched_again(minis, server, tmp_path):
+    ds, mini = get_dataset("cars196"), minis["cars196"]
+    sources = _unverified_cars(mini, server, tmp_path, server.url("/cars196/cars_annos.mat"))
+    raw = tmp_path / "raw" / "cars196"
+    ds.fetch(raw, sources, progress=False)
+    (raw / "cars_annos.mat").write_bytes(HTML)  # what an older version recorded as fetched
+    r = _cli(["prepare", "cars196", "--raw", str(raw), "--out", str(tmp_path / "bad")], tmp_path)
+    assert r.returncode == 2 and "cars_annos.mat is a web page" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "bad").exists()
+    ds.fetch(raw, sources, progress=False)
+    assert md5(raw / "cars_annos.mat") == md5(mini.files["cars_annos.mat"])
+    ds.prepare(raw, tmp_path / "prepared")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fetch_without_any_checksum_accepts_the_real_formats(name, minis, server, tmp_path):
+    mini = minis[name]
+    sources = sources_for(mini, server, tmp_path, local=(name == "inshop"))
+    for entry in sources["files"]:
+        entry["md5"] = None
+    raw = tmp_path / "raw"
+    get_dataset(name).fetch(raw, sources, progress=False)
+    get_dataset(name).prepare(raw, tmp_path / "prepared")
+
+
+def test_local_unverified_web_page_is_refused_but_kept(minis, tmp_path):
+    page = tmp_path / "img.zip"
+    page.write_bytes(HTML)
+    sources = {
+        "files": [
+            {"name": "img.zip", "local": str(page)},
+            {"name": "list_eval_partition.txt", "local": str(minis["inshop"].files["list_eval_partition.txt"])},
+        ]
+    }
+    with pytest.raises(DataError, match="img.zip.*web page.*left as it is"):
+        get_dataset("inshop").fetch(tmp_path / "raw", sources, progress=False)
+    assert page.read_bytes() == HTML and not (tmp_path / "raw").exists()
+
+
+# -- prepare: bad raw data is a named DataError; nothing is written -----------------------------
+
+
+def _fetched(name: str, minis, server, tmp_path) -> Path:
+    raw = tmp_path / "raw" / name
+    get_dataset(name).fetch(raw, sources_for(minis[name], server, tmp_path), progress=False)
+    return raw
+
+
+def test_raw_data_without_training_classes_is_a_named_error_in_the_cli(minis, server, tmp_path):
+    raw = _fetched("cub200", minis, server, tmp_path)
+    labels = raw / "CUB_200_2011" / "image_class_labels.txt"
+    labels.write_text("".join(f"{line.split()[0]} 150\n" for line in labels.read_text().splitlines()))
+    r = _cli(["prepare", "cub200", "--raw", str(raw), "--out", "prepared/cub200"], tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "none in the train partition" in r.stderr and "fetch again" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "prepared").exists()
+
+
+# -- prepare: image paths that leave the raw folder ---------------------------------------------
+
+
+def _point_first_image_at(name: str, raw: Path, path: str) -> str:
+    """Rewrite the first image path of the annotations to `path`; returns 'file:line' of the change."""
+    if name == "cars196":
+        from scipy.io import loadmat, savemat
+
+        mat = loadmat(raw / "cars_annos.mat")
+        mat["annotations"][0, 0]["relative_im_path"] = np.array([path])
+        savemat(raw / "cars_annos.mat", {"annotations": mat["annotations"]})
+        return f"{raw / 'cars_annos.mat'}: annotation 0"
+    file, line, column = {
+        "cub200": ("CUB_200_2011/images.txt", 1, 1),
+        "sop": ("Stanford_Online_Products/Ebay_train.txt", 2, 3),
+        "inshop": ("Eval/list_eval_partition.txt", 3, 0),
+    }[name]
+    lines = (raw / file).read_text().splitlines()
+    fields = lines[line - 1].split()
+    fields[column] = path
+    lines[line - 1] = " ".join(fields)
+    (raw / file).write_text("\n".join(lines) + "\n")
+    return f"{raw / file}:{line}"
+
+
+@pytest.mark.parametrize("how", ["climbing", "absolute"])
+@pytest.mark.parametrize("name", NAMES)
+def test_image_path_that_leaves_the_raw_folder_is_refused_by_file_and_line(name, how, minis, server, tmp_path):
+    ds = get_dataset(name)
+    raw = _fetched(name, minis, server, tmp_path)
+    secret = tmp_path / "outside" / "secret.jpg"
+    secret.parent.mkdir()
+    secret.write_bytes((next(ds.image_root(raw).rglob("*.jpg"), None) or next(raw.rglob("*.JPG"))).read_bytes())
+    depth = len(ds.image_root(raw).relative_to(tmp_path).parts)
+    path = "../" * depth + "outside/secret.jpg" if how == "climbing" else str(secret)
+    assert (ds.image_root(raw) / path).resolve() == secret.resolve()  # it would have been accepted
+    where = _point_first_image_at(name, raw, path)
+    with pytest.raises(DataError) as err:
+        ds.prepare(raw, tmp_path / "prepared")
+    msg = str(err.value)
+    assert where in msg and repr(path) in msg and "leaves the raw folder" in msg and "fetch again" in msg
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_archive_whose_annotations_leave_the_raw_folder_is_never_marked_fetched(minis, server, tmp_path):
+    import shutil
+    import tarfile
+
+    src = tmp_path / "src"
+    shutil.copytree(minis["cub200"].extracted["CUB_200_2011.tgz"], src / "CUB_200_2011")
+    _point_first_image_at("cub200", src, "../../../../outside/secret.jpg")
+    evil = tmp_path / "CUB_200_2011.tgz"
+    with tarfile.open(evil, "w:gz") as tf:
+        tf.add(src / "CUB_200_2011", arcname="CUB_200_2011")
+    url = server.add("/evil-annotations/CUB_200_2011.tgz", evil)
+    entry = {"name": "CUB_200_2011.tgz", "md5": md5(evil), "urls": [url]}
+    sources = {"download_dir": str(tmp_path / "dl"), "files": [entry]}
+    raw = tmp_path / "data" / "cub200"
+    with pytest.raises(DataError, match="images.txt:1: image path '../../../../outside/secret.jpg' leaves"):
+        get_dataset("cub200").fetch(raw, sources, progress=False)
+    assert list(raw.parent.iterdir()) == []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -141,3 +144,61 @@ def test_save_refuses_what_load_would_refuse(tmp_path, arrays):
     with pytest.raises(DataError, match="dtype object"):
         save_embeddings(tmp_path / "e.npz", x, y, paths=np.array([object()] * 10))
     assert list(tmp_path.iterdir()) == []
+
+
+def _row_set_to(x, row, value, dtype=np.float64):
+    out = x.astype(dtype)
+    out[row] = value
+    return out
+
+
+@pytest.mark.parametrize(
+    "embeddings, message",
+    [
+        (lambda x: _row_set_to(x, 3, 1e39), "beyond the float32 range .*1e\\+39.* in 1 row\\(s\\), first at row 3"),
+        (lambda x: _row_set_to(x, 5, 0.0, np.float32), "all-zero vectors .*first at row 5.*leave those items out"),
+        (lambda x: _row_set_to(x, 2, 1e-170), "norm underflows float64 .*first at row 2.*scale the vectors up"),
+    ],
+    ids=["overflows float32", "zero norm", "norm underflows"],
+)
+def test_values_that_cannot_be_normalised_are_refused_by_row(tmp_path, arrays, embeddings, message):
+    x, y = arrays
+    path = write_npz(tmp_path / "bad.npz", embeddings=embeddings(x), labels=y)
+    with pytest.raises(DataError, match=message):
+        load_embeddings(path)
+    with pytest.raises(DataError, match=message):
+        save_embeddings(tmp_path / "e.npz", embeddings(x), y)
+    assert not (tmp_path / "e.npz").exists()
+
+
+def test_float64_values_below_float32_range_are_accepted(tmp_path, arrays):
+    x, y = arrays
+    tiny = x.astype(np.float64) * 1e-60  # every entry is 0 in float32
+    assert np.array_equal(load_embeddings(save_embeddings(tmp_path / "e.npz", tiny, y)).embeddings, tiny)
+
+
+def test_temporaries_of_a_killed_save_are_removed_by_the_next(tmp_path, arrays):
+    import tempfile
+
+    # what atomic_path had made when the process was killed: ".emb.npz.<8 random>.npz"
+    fd, stale = tempfile.mkstemp(prefix=".emb.npz.", suffix=".npz", dir=tmp_path)
+    os.close(fd)
+    lookalikes = [".emb.npz.mine.npz", ".emb.npz.abcdefgh.npz.bak", ".other.npz.abcdefgh.npz", "emb.npz.abcdefgh.npz"]
+    for name in lookalikes:
+        (tmp_path / name).write_text("not ours")
+    save_embeddings(tmp_path / "emb.npz", *arrays)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(lookalikes + ["emb.npz"])
+
+
+def test_remove_stale_temporaries_is_reusable_for_other_outputs(tmp_path):
+    import tempfile
+
+    from xbml.atomic import remove_stale_temporaries
+
+    # e.g. a checkpoint written with atomic_path(path, suffix=".tmp")
+    fd, stale = tempfile.mkstemp(prefix=".last.pt.", suffix=".tmp", dir=tmp_path)
+    os.close(fd)
+    (tmp_path / ".last.pt.keep.tmp").write_text("not ours")
+    (tmp_path / "last.pt").write_text("the checkpoint")
+    assert remove_stale_temporaries(tmp_path / "last.pt", suffix=".tmp") == [Path(stale)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".last.pt.keep.tmp", "last.pt"]

@@ -98,3 +98,52 @@ def test_cli_does_not_import_torch(tmp_path, data):
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def _refused(tmp_path, x, y, message, **masks):
+    emb = tmp_path / "emb.npz"
+    with open(emb, "wb") as f:  # written directly: save_embeddings refuses some of these itself
+        np.savez(f, embeddings=x, labels=y, **masks)
+    out = tmp_path / "metrics.json"
+    out.write_text("old metrics\n")
+    res = xbml("evaluate", emb, "--out", out)
+    assert res.returncode == 2, res.stderr
+    assert "xbml evaluate: error:" in res.stderr and str(emb) in res.stderr and message in res.stderr
+    assert "Traceback" not in res.stderr and "internal error" not in res.stderr
+    assert out.read_text() == "old metrics\n"  # the old output is left untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.npz", "metrics.json"]
+
+
+def test_refuses_values_beyond_float32_range_by_name(tmp_path, data):
+    x, y = data
+    _refused(tmp_path, x.astype(np.float64) * 1e39, y, "beyond the float32 range")
+
+
+def test_refuses_all_zero_rows_by_name(tmp_path, data):
+    x, y = data
+    x = x.copy()
+    x[17] = 0
+    _refused(tmp_path, x, y, "all-zero vectors (zero norm, no direction to compare) in 1 row(s), first at row 17")
+
+
+def test_refuses_a_single_class_before_searching(tmp_path, data):
+    x, _ = data
+    _refused(tmp_path, x, np.zeros(len(x), dtype=np.int64), "single class")
+
+
+def test_refuses_a_gallery_without_the_queries_classes(tmp_path, data):
+    x, y = data
+    q = y < 20
+    _refused(tmp_path, x, y, "no query has another item of its class", query=q, gallery=~q)
+
+
+def test_float64_values_below_float32_range_give_the_right_metrics(tmp_path, data):
+    x, y = data
+    tiny = x.astype(np.float64) * 1e-50  # 0 once cast to float32: normalised in float64 first
+    emb = save_embeddings(tmp_path / "emb.npz", tiny, y)
+    res = xbml("evaluate", emb, "--out", tmp_path / "m.json")
+    assert res.returncode == 0, res.stderr
+    m = json.loads((tmp_path / "m.json").read_text())
+    expect = retrieval_metrics(x, y)
+    for key in REQUIRED:
+        assert m[key] == pytest.approx(expect[key], abs=1e-9), key

@@ -373,3 +373,25 @@ def test_no_torch_import():
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_float64_scale_beyond_float32_range_is_normalised_first():
+    x, y = clustered(200, 8, 10, seed=5)
+    base = retrieval_metrics(x, y)
+    for scale in (1e39, 1e200, 1e-50, 1e-200):
+        scaled = retrieval_metrics(x.astype(np.float64) * scale, y)
+        for key in AC_KEYS:
+            assert scaled[key] == pytest.approx(base[key], abs=1e-9), (scale, key)
+
+
+def test_refuse_trivial_refuses_before_the_search():
+    x, y = clustered(60, 4, 3, seed=1)
+    with pytest.raises(DataError, match="single class"):
+        retrieval_metrics(x, np.zeros(60, dtype=int), refuse_trivial=True)
+    with pytest.raises(DataError, match="no query has another item of its class"):
+        retrieval_metrics(x, np.arange(60), refuse_trivial=True)
+    q = y == 0
+    with pytest.raises(DataError, match="no query has another item of its class"):
+        retrieval_metrics(x, y, q, ~q, refuse_trivial=True)
+    ours, plain = retrieval_metrics(x, y, refuse_trivial=True), retrieval_metrics(x, y)
+    assert {k: ours[k] for k in AC_KEYS} == {k: plain[k] for k in AC_KEYS}

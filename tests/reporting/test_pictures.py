@@ -108,6 +108,22 @@ def test_prototype_assignments_are_a_softmax_over_prototypes():
     assert np.allclose(a[0, :, 1, 2], expected, atol=1e-5)
 
 
+def test_projected_prototype_assignments_score_the_head_projected_locations():
+    from xbml.models import build_model
+    from xbml.models.prototype_pooling import lipschitz_normalize
+
+    torch.manual_seed(0)
+    model = build_model({"backbone": "glyph_convnet", "pretrained": False, "weights_path": None, "embedding_dim": 8}, 1)
+    protos = torch.randn(5, 8)  # rows in embedding space, unnormalised
+    batch = torch.randn(3, 1, 32, 32)
+    cfg = {"assignment_scale": 10.0, "features": "projected"}
+    a = pictures.compute_assignments(model, {"assign.prototypes": protos}, cfg, batch)
+    assert a.shape == (3, 5, 4, 4)
+    fmap = model(batch).feature_map.detach()
+    z = lipschitz_normalize(model.head.linear.weight.detach() @ fmap[1, :, 2, 3])
+    assert np.allclose(a[1, :, 2, 3], torch.softmax(10.0 * protos @ z, dim=0).numpy(), atol=1e-5)
+
+
 def test_benchmarks_are_read_per_rule_and_job(tmp_path):
     root = tmp_path / "results" / "d" / "benchmarks"
     (root / "train" / "xml@xml.weight=0.1").mkdir(parents=True)

@@ -105,7 +105,7 @@ def build_results(base: Path) -> dict:
             "methods": methods,
             "baseline": "baseline",
             "seeds": seeds,
-            "report": {"bootstrap_samples": 2000, "retrieval_queries": 4, "retrieval_k": 4, "tsne_classes": 8},
+            "report": {"confidence": 0.9, "retrieval_queries": 4, "retrieval_k": 4, "tsne_classes": 8},
         }
         cfg_path.write_text(yaml.safe_dump(workflow, sort_keys=False))
         config = validate_config(workflow)
@@ -202,6 +202,20 @@ class Page(HTMLParser):
                 target[1] += data
 
 
+def _run_names(config_path: Path) -> list[str]:
+    """Run names in config order, from the plan itself (never spelt out here: the plan owns them)."""
+    from xbml.workflow.plan import expand_runs, load_workflow_config
+
+    return list(dict.fromkeys(r.name for r in expand_runs(load_workflow_config(config_path), check=False)))
+
+
+def _sweep_names(config_path: Path) -> list[str]:
+    from xbml.workflow.plan import expand_runs, load_workflow_config
+
+    return list(dict.fromkeys(r.name for r in expand_runs(load_workflow_config(config_path), check=False)
+                              if r.method == "xml_w"))
+
+
 def _page(path: Path) -> Page:
     return Page(path.read_text())
 
@@ -213,7 +227,8 @@ def _recompute(csv_path: Path) -> pd.DataFrame:
 # -- aggregate ------------------------------------------------------------------------------------
 def test_aggregate_has_a_row_per_run_seed_and_split_with_every_metric(tree, reports):
     df = pd.read_csv(reports["blobs"]["csv"])
-    runs = ["baseline", "xml", "xml_w@xml.weight=0.1", "xml_w@xml.weight=0.6"]
+    runs = _run_names(tree["blobs"])
+    assert len(runs) == 4
     assert len(df) == len(runs) * len(SEEDS) * 2
     assert list(df.columns[:6]) == ["dataset", "run", "method", "seed", "split", "xml.weight"]
     for m, _ in METRICS:
@@ -329,21 +344,29 @@ def test_report_tables_hold_the_numbers_of_the_csv(reports):
 
 
 def test_report_states_each_comparison_with_the_statistics_of_the_csv(tree, reports):
-    from xbml.reporting.statistics import compare, describe
+    from xbml.reporting.statistics import compare, describe, holm_adjust
     from xbml.workflow.plan import load_workflow_config
 
     config = load_workflow_config(tree["blobs"])
     df = _recompute(reports["blobs"]["csv"])
     page = _page(reports["blobs"]["html"])
+    others = _run_names(tree["blobs"])[1:]
+
+    def per(r, split, metric):
+        return {int(s): v for s, v in df[(df.run == r) & (df.split == split)][["seed", metric]].values}
+
+    # one Holm family per split: every run x metric of that split
+    family = holm_adjust([compare(run, "baseline", m, split, per(run, split, m), per("baseline", split, m),
+                                  config["report"]["confidence"])
+                          for run in others for split in ("test", "val") for m, _ in METRICS])
+    by_key = {(c.method, c.split, c.metric): c for c in family}
 
     def stats(run, split="test", metric="map_at_r"):
-        per = lambda r: {int(s): v for s, v in df[(df.run == r) & (df.split == split)][["seed", metric]].values}
-        return compare(run, "baseline", metric, split, per(run), per("baseline"),
-                       config["report"]["confidence"], config["report"]["bootstrap_samples"])
+        return by_key[run, split, metric]
 
     # the summary: xml itself and the sweep's setting selected on validation MAP@R
     val = df[df.split == "val"].groupby("run")["map_at_r"].mean()
-    chosen = val[["xml_w@xml.weight=0.1", "xml_w@xml.weight=0.6"]].idxmax()
+    chosen = val[_sweep_names(tree["blobs"])].idxmax()
     findings = {a["data-run"]: text for a, text in page.findings}
     assert set(findings) == {"xml", chosen}
     for run, text in findings.items():
@@ -352,9 +375,10 @@ def test_report_states_each_comparison_with_the_statistics_of_the_csv(tree, repo
         assert float(a["data-mean"]) == pytest.approx(c.mean, abs=1e-12)
         assert (float(a["data-low"]), float(a["data-high"])) == pytest.approx((c.ci_low, c.ci_high), abs=1e-12)
         assert describe(c, "test MAP@R") in text
-        assert f"{c.mean:+.3f}" in text and "over 3 seeds" in text and "paired t-test p" in text
-        verb = "improves" if c.significant and c.mean > 0 else "worsens" if c.significant else "does not significantly change"
-        assert verb in text
+        assert f"{c.mean:+.3f}" in text and "over 3 seeds" in text and "exact sign-flip test p" in text
+        # 3 seeds: the exact test cannot go below 2/2^3 = 0.25, so nothing is significant, and the page says why
+        assert c.verdict == "not significant" and a["data-verdict"] == "not significant"
+        assert "not significant" in text and "with 3 seeds the smallest possible p is 2/2^3 = 0.25" in text
     assert "Setting selected on validation MAP@R" in findings[chosen]
     # the comparison tables: per-seed differences and their statistics, for every run and metric
     for split in ("test", "val"):
@@ -367,8 +391,17 @@ def test_report_states_each_comparison_with_the_statistics_of_the_csv(tree, repo
             c = stats(attrs["data-run"], split, attrs["data-metric"])
             assert [cells[f"\u0394 seed {s}"] for s in SEEDS] == [f"{d:+.4f}" for d in c.differences]
             assert cells["mean \u0394"] == f"{c.mean:+.4f}"
-            assert cells["95% bootstrap CI"] == f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
-            assert cells["paired t-test p"] == f"{c.p_value:.3f}"
+            assert cells["95% t interval"] == f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
+            assert cells["exact sign-flip test p"] == f"{c.p_value:.3f}"
+            assert cells["Holm-adjusted p"] == f"{c.p_adjusted:.3f}"
+            assert cells["verdict"] == c.verdict
+    comparisons = pd.read_csv(reports["blobs"]["html"].parent / "comparisons.csv")
+    assert len(comparisons) == len(family)
+    for row in comparisons.itertuples(index=False):
+        c = stats(row.run, row.split, row.metric)
+        assert (row.n_seeds, row.verdict) == (c.n, c.verdict)
+        assert (row.mean_diff, row.ci_low, row.ci_high, row.p_value, row.p_adjusted) == pytest.approx(
+            (c.mean, c.ci_low, c.ci_high, c.p_value, c.p_adjusted), abs=1e-12)
     # the sweep: selection on validation only, its test result labelled as such
     (a, text), = page.selected
     assert a["data-run"] == chosen
@@ -377,10 +410,13 @@ def test_report_states_each_comparison_with_the_statistics_of_the_csv(tree, repo
     assert f"{test_values.mean():.4f} \u00b1 {test_values.std(ddof=1):.4f}" in text
 
 
-def test_report_environment_and_sections(reports):
+def test_report_environment_and_sections(tree, reports):
     text = reports["blobs"]["html"].read_text()
     page = _page(reports["blobs"]["html"])
-    assert {"summary", "results", "comparison", "sweeps", "training", "pictures", "environment", "data"} <= page.ids
+    assert {"summary", "xml", "xml-diagnostics", "results", "comparison", "sweeps", "training", "pictures",
+            "environment", "data"} <= page.ids
+    xml_runs = re.findall(r'<ul class="xml-diagnostics" id="xml-diagnostics">(.*?)</ul>', text, re.S)[0]
+    assert re.findall(r'<li data-run="([^"]+)">', xml_runs) == _run_names(tree["blobs"])[1:]
     assert "0123456789abcdef0123456789abcdef.dir" in text  # the DVC hash of the data
     libraries = {t[0][1].strip(): t[1][1].strip() for t in page.tables["libraries"][1:]}
     for lib in ("torch", "torchvision", "faiss", "pytorch-metric-learning", "numpy", "snakemake", "dvc"):
@@ -389,7 +425,7 @@ def test_report_environment_and_sections(reports):
     assert set(bench) == {"train", "fetch"}
     assert bench["train"][1][1] == str(4 * len(SEEDS))  # one job per run and seed
     assert "git-commit" in page.ids or "Code commit unknown" in text
-    assert "xml.weight" in text and "bootstrap_samples: 2000" in text  # the workflow config
+    assert "xml.weight" in text and "confidence: 0.9" in text  # the workflow config
 
 
 def test_report_of_a_baseline_only_query_gallery_dataset(reports):
@@ -404,7 +440,7 @@ def test_report_of_a_baseline_only_query_gallery_dataset(reports):
 
 
 def test_report_is_deterministic(tree, reports, tmp_path):
-    """Everything but the pictures' pixels is identical on a second run (bootstrap RNG is fixed)."""
+    """Everything but the pictures' pixels is identical on a second run (the statistics are exact)."""
     from xbml.reporting.report import build_report
 
     name = "qg"

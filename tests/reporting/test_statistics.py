@@ -1,5 +1,6 @@
 """Paired statistics of the report on inputs whose answers are known."""
 
+import itertools
 import math
 
 import numpy as np
@@ -7,94 +8,182 @@ import pytest
 from scipy import stats
 
 from xbml.reporting.statistics import (
-    bootstrap_ci,
+    BETTER,
+    NOT_SIGNIFICANT,
+    WORSE,
     compare,
     describe,
+    floor_note,
     format_p,
+    holm,
+    holm_adjust,
     paired_differences,
-    paired_t_test,
+    sign_flip_p_value,
+    smallest_p,
+    t_interval,
+    verdict,
 )
 
 
-def test_constant_differences_give_a_point_interval_and_p_zero():
-    base = {0: 0.50, 1: 0.55, 2: 0.60, 3: 0.52, 4: 0.58}
+def _scipy_exact_paired_p(x, y) -> float:
+    """scipy's permutation test, all 2**n within-pair swaps, statistic = mean paired difference."""
+    res = stats.permutation_test(
+        (np.asarray(x), np.asarray(y)), lambda a, b, axis: np.mean(a - b, axis=axis),
+        permutation_type="samples", n_resamples=np.inf, alternative="two-sided", vectorized=True,
+    )
+    return float(res.pvalue)
+
+
+# -- the exact sign-flip test ------------------------------------------------------------------------
+@pytest.mark.parametrize("n, expected", [(3, 0.25), (5, 2 / 32), (6, 2 / 64)])
+def test_all_positive_differences_give_the_smallest_possible_p(n, expected):
+    d = np.linspace(0.01, 0.03, n)
+    assert sign_flip_p_value(d) == pytest.approx(expected, abs=0)
+    assert smallest_p(n) == expected
+
+
+def test_hand_computed_p_with_one_negative_difference():
+    # d = (1, 2, 3, -0.5): |sum| = 5.5; assignments with |sum| >= 5.5: all-same-sign (|6.5|),
+    # flipping only the 0.5 entry's sign (|sum| = 5.5): (1,2,3,-0.5), (-1,-2,-3,0.5) -> 4 of 16
+    assert sign_flip_p_value([1.0, 2.0, 3.0, -0.5]) == pytest.approx(4 / 16, abs=0)
+
+
+def test_float_ties_count_as_ties():
+    # 0.1 + 0.2 - 0.3 is not 0 in floats; every assignment of equal magnitudes ties in exact arithmetic
+    assert sign_flip_p_value([0.1, 0.1, 0.1]) == 0.25
+    assert sign_flip_p_value([0.1, 0.2, -0.3]) == 1.0  # observed sum 0: every assignment is as extreme
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_p_matches_scipy_exact_paired_permutation_test(seed):
+    rng = np.random.default_rng(seed)
+    n = 3 + seed  # 3..8 seeds
+    base = rng.uniform(0.3, 0.7, n)
+    method = base + rng.normal(0.01 * (seed - 2), 0.01, n)
+    assert sign_flip_p_value(method - base) == pytest.approx(_scipy_exact_paired_p(method, base), abs=1e-12)
+    # the one-sample form of the same test (scipy flips the signs of a single sample)
+    one = stats.permutation_test((method - base,), lambda a, axis: np.mean(a, axis=axis), permutation_type="samples",
+                                 n_resamples=np.inf, alternative="two-sided", vectorized=True)
+    assert sign_flip_p_value(method - base) == pytest.approx(one.pvalue, abs=1e-12)
+
+
+def test_p_by_brute_force_enumeration():
+    d = np.array([0.012, -0.004, 0.020, 0.007, 0.015, 0.001, -0.009])
+    sums = [abs(sum(s * v for s, v in zip(signs, d))) for signs in itertools.product((1, -1), repeat=len(d))]
+    expected = sum(v >= abs(d.sum()) - 1e-12 for v in sums) / len(sums)
+    assert sign_flip_p_value(d) == pytest.approx(expected, abs=0)
+
+
+def test_one_difference_has_no_test_and_bad_input_is_rejected():
+    assert math.isnan(sign_flip_p_value([0.3]))
+    with pytest.raises(ValueError):
+        sign_flip_p_value([])
+    with pytest.raises(ValueError):
+        sign_flip_p_value([0.1, float("nan")])
+    with pytest.raises(ValueError):
+        t_interval([0.1, 0.2], confidence=1.5)
+
+
+# -- the t interval -------------------------------------------------------------------------------
+def test_t_interval_is_the_textbook_formula():
+    d = np.array([0.03, 0.01, 0.02, -0.005, 0.025])
+    half = stats.t.ppf(0.975, df=4) * d.std(ddof=1) / math.sqrt(5)
+    assert t_interval(d) == pytest.approx((d.mean() - half, d.mean() + half))
+    lo, hi = stats.t.interval(0.9, df=4, loc=d.mean(), scale=stats.sem(d))
+    assert t_interval(d, 0.9) == pytest.approx((lo, hi))
+    assert all(math.isnan(v) for v in t_interval([0.1]))
+
+
+# -- Holm -------------------------------------------------------------------------------------------
+def test_holm_matches_a_hand_computed_example():
+    # sorted: 0.01 (x4 = 0.04), 0.02 (x3 = 0.06), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04 -> kept monotone at 0.06)
+    assert holm([0.03, 0.01, 0.04, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
+    adjusted = holm([0.02, float("nan"), 0.04])  # NaN is not a test: m = 2
+    assert adjusted[0] == pytest.approx(0.04) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.04)
+    assert holm([]) == []
+
+
+def test_holm_adjust_makes_one_family_per_split():
+    base = {s: 0.5 + 0.01 * s for s in range(6)}
+    up = {s: v + 0.01 + 0.001 * s for s, v in base.items()}
+    comps = [compare(r, "baseline", m, split, up, base) for split in ("test", "val") for r in ("a", "b")
+             for m in ("map_at_r", "precision_at_1")]
+    adjusted = holm_adjust(comps)
+    for c in adjusted:
+        assert c.p_value == pytest.approx(2 / 64)
+        assert c.family_size == 4  # 2 runs x 2 metrics of its split, not all 8
+        assert c.p_adjusted == pytest.approx(4 * 2 / 64)
+        assert c.verdict == NOT_SIGNIFICANT  # 0.125 >= 0.05 although every difference is positive
+
+
+# -- verdicts and words ------------------------------------------------------------------------------
+def test_verdict_needs_both_the_adjusted_p_and_the_interval():
+    assert verdict(0.01, 0.004, 0.02, 0.03) == BETTER
+    assert verdict(-0.01, -0.02, -0.004, 0.03) == WORSE
+    assert verdict(0.01, -0.001, 0.02, 0.03) == NOT_SIGNIFICANT  # p small, interval covers 0
+    assert verdict(0.01, 0.004, 0.02, 0.06) == NOT_SIGNIFICANT  # interval excludes 0, p too large
+    assert verdict(0.01, 0.004, 0.02, 0.05) == NOT_SIGNIFICANT  # p must be below alpha
+    assert verdict(0.01, math.nan, math.nan, math.nan) == NOT_SIGNIFICANT
+
+
+def test_six_constant_positive_differences_are_better_when_alone_in_their_family():
+    base = {0: 0.50, 1: 0.55, 2: 0.60, 3: 0.52, 4: 0.58, 5: 0.51}
     method = {s: v + 0.01 for s, v in base.items()}
-    c = compare("xml", "baseline", "map_at_r", "test", method, base)
+    (c,) = holm_adjust([compare("xml", "baseline", "map_at_r", "test", method, base)])
     assert c.mean == pytest.approx(0.01)
     assert (c.ci_low, c.ci_high) == pytest.approx((0.01, 0.01))
-    assert c.p_value == 0.0
-    assert c.significant and c.direction == "better"
+    assert c.p_value == pytest.approx(2 / 64) and c.p_adjusted == pytest.approx(2 / 64)
+    assert c.verdict == BETTER
     text = describe(c, "MAP@R")
-    assert text.startswith("xml improves MAP@R by +0.010 [+0.010, +0.010] over 5 seeds")
-    assert "paired t-test p < 0.001" in text
+    assert text.startswith("xml improves MAP@R by +0.010 (95% CI [+0.010, +0.010]) over 6 seeds compared with baseline")
+    assert "exact sign-flip test p = 0.031" in text
 
 
-def test_bootstrap_is_deterministic_contains_the_mean_and_matches_a_direct_resampling():
-    d = np.array([0.012, -0.004, 0.020, 0.007, 0.015, 0.001])
-    lo, hi = bootstrap_ci(d, 0.95, 5000)
-    assert (lo, hi) == bootstrap_ci(d, 0.95, 5000)  # same report every time
-    assert lo < d.mean() < hi
-    assert d.min() <= lo and hi <= d.max()
-    # the same percentile bootstrap written out independently
-    rng = np.random.default_rng(123)
-    means = np.array([rng.choice(d, size=len(d), replace=True).mean() for _ in range(20000)])
-    ref = np.quantile(means, [0.025, 0.975])
-    assert lo == pytest.approx(ref[0], abs=0.0015)
-    assert hi == pytest.approx(ref[1], abs=0.0015)
-    # a wider confidence level gives a wider interval; another RNG seed a (slightly) different one
-    lo99, hi99 = bootstrap_ci(d, 0.99, 5000)
-    assert lo99 <= lo and hi99 >= hi
-    assert bootstrap_ci(d, 0.95, 5000, seed=1) != (lo, hi)
-
-
-def test_paired_t_test_equals_the_textbook_formula_and_scipy():
-    d = np.array([0.03, 0.01, 0.02, -0.005, 0.025])
-    t = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))
-    p = 2 * stats.t.sf(abs(t), df=len(d) - 1)
-    assert paired_t_test(d) == pytest.approx(p)
-    a = np.array([0.5, 0.6, 0.55, 0.58, 0.52])
-    assert paired_t_test(a + d - a) == pytest.approx(stats.ttest_rel(a + d, a).pvalue)
-
-
-def test_interval_covering_zero_is_not_significant():
-    base = {0: 0.50, 1: 0.52, 2: 0.51}
-    method = {0: 0.51, 1: 0.50, 2: 0.515}
-    c = compare("xml", "baseline", "map_at_r", "test", method, base, samples=2000)
-    assert c.ci_low < 0 < c.ci_high
-    assert not c.significant and c.direction == "no significant change"
+def test_five_seeds_can_never_be_significant_and_the_words_say_so():
+    base = {0: 0.50, 1: 0.52, 2: 0.51, 3: 0.53, 4: 0.50}
+    method = {s: v + 0.02 + 0.001 * s for s, v in base.items()}
+    (c,) = holm_adjust([compare("xml", "baseline", "map_at_r", "test", method, base)])
+    assert c.ci_low > 0 and c.p_value == pytest.approx(2 / 32)
+    assert c.verdict == NOT_SIGNIFICANT
     text = describe(c, "MAP@R")
-    assert text.startswith("xml does not significantly change MAP@R compared with baseline")
-    assert "the interval covers 0" in text
+    assert text.startswith("xml vs baseline on MAP@R: not significant, +0.022")
+    assert "with 5 seeds the smallest possible p is 2/2^5 = 0.0625, so no difference can reach p < 0.05" in text
 
 
-def test_worse_direction_and_pairing_by_seed():
-    base = {0: 0.50, 1: 0.60, 2: 0.70, 7: 0.9}
-    method = {2: 0.68, 0: 0.48, 1: 0.58, 5: 0.1}  # seeds 5 and 7 have no partner
+def test_holm_floor_and_the_resolution_are_stated():
+    assert floor_note(3, 1) == "with 3 seeds the smallest possible p is 2/2^3 = 0.25, so no difference can reach p < 0.05"
+    assert "Holm's smallest possible adjusted p is 21 x 2/2^7 = 0.328" in floor_note(7, 21)
+    assert floor_note(10, 21) == ""  # 21 * 2/1024 = 0.041
+    base = {s: 0.5 for s in range(10)}
+    method = {s: 0.5 + (0.01 if s % 2 else -0.008) for s in range(10)}
+    (c,) = holm_adjust([compare("xml", "baseline", "map_at_r", "test", method, base)])
+    assert c.verdict == NOT_SIGNIFICANT
+    assert f"differences smaller than \u00b1{c.half_width:.3f} (the interval's half-width)" in describe(c, "MAP@R")
+
+
+def test_pairing_by_seed_and_worse():
+    base = {0: 0.50, 1: 0.60, 2: 0.70, 3: 0.65, 4: 0.55, 5: 0.45, 7: 0.9}
+    method = {2: 0.68, 0: 0.48, 1: 0.58, 3: 0.63, 4: 0.53, 5: 0.43, 6: 0.1}  # seeds 6 and 7 have no partner
     seeds, d = paired_differences(method, base)
-    assert seeds == (0, 1, 2)
-    assert d == pytest.approx([-0.02, -0.02, -0.02])
-    c = compare("xml", "baseline", "map_at_r", "test", method, base)
-    assert c.direction == "worse"
+    assert seeds == (0, 1, 2, 3, 4, 5)
+    assert d == pytest.approx([-0.02] * 6)
+    (c,) = holm_adjust([compare("xml", "baseline", "map_at_r", "test", method, base)])
+    assert c.verdict == WORSE
     assert describe(c, "MAP@R").startswith("xml worsens MAP@R by -0.020")
 
 
 def test_one_seed_has_no_test_and_no_seeds_no_comparison():
-    c = compare("xml", "baseline", "map_at_r", "test", {0: 0.6}, {0: 0.5})
-    assert c.n == 1 and math.isnan(c.p_value) and not c.significant
-    assert "one paired run cannot show" in describe(c, "MAP@R")
+    (c,) = holm_adjust([compare("xml", "baseline", "map_at_r", "test", {0: 0.6}, {0: 0.5})])
+    assert c.n == 1 and math.isnan(c.p_value) and math.isnan(c.p_adjusted) and c.family_size == 0
+    assert c.verdict == NOT_SIGNIFICANT
+    assert "not significant, one paired run cannot show" in describe(c, "MAP@R")
     assert compare("xml", "baseline", "map_at_r", "test", {1: 0.6}, {0: 0.5}) is None
     assert format_p(float("nan")) == "n/a"
 
 
 def test_identical_runs_are_not_significant():
     base = {0: 0.5, 1: 0.6, 2: 0.7}
-    c = compare("xml0", "baseline", "map_at_r", "test", dict(base), base)
+    (c,) = holm_adjust([compare("xml0", "baseline", "map_at_r", "test", dict(base), base)])
     assert (c.mean, c.ci_low, c.ci_high, c.p_value) == (0.0, 0.0, 0.0, 1.0)
-    assert not c.significant
-
-
-def test_bad_input_is_rejected():
-    with pytest.raises(ValueError):
-        bootstrap_ci([])
-    with pytest.raises(ValueError):
-        bootstrap_ci([0.1, 0.2], confidence=1.5)
+    assert c.verdict == NOT_SIGNIFICANT

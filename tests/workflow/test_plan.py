@@ -1,3 +1,4 @@
+import math
 import subprocess
 
 import pytest
@@ -5,7 +6,7 @@ import yaml
 
 from conftest import ROOT
 from xbml.errors import ConfigError
-from xbml.workflow.plan import expand_runs, load_workflow_config, validate_config
+from xbml.workflow.plan import RUN_NAME, expand_runs, load_workflow_config, run_name, validate_config, value_slug
 
 
 def _config(**extra):
@@ -18,13 +19,15 @@ def _config(**extra):
     return validate_config(cfg)
 
 
-def test_default_config_expands_to_baseline_and_an_xml_sweep_over_three_seeds():
-    runs = expand_runs(load_workflow_config(ROOT / "config/config.yaml"))
-    assert sorted({r.name for r in runs}) == ["baseline", "xml@xml.weight=0.1", "xml@xml.weight=0.3"]
-    assert sorted({r.seed for r in runs}) == [0, 1, 2]
-    assert len(runs) == 9
-    xml = next(r for r in runs if r.name == "xml@xml.weight=0.1")
-    assert "xml.weight=0.1" in xml.overrides and xml.method == "xml"
+def test_every_run_of_the_default_config_has_a_safe_name_and_its_typed_overrides():
+    cfg = load_workflow_config(ROOT / "config/config.yaml")
+    runs = expand_runs(cfg)
+    settings = sum(math.prod(len(v) for v in m.values() if isinstance(v, list)) for m in cfg["methods"].values())
+    assert len(runs) == len({(r.name, r.seed) for r in runs}) == settings * len(cfg["seeds"])
+    assert all(RUN_NAME.fullmatch(r.name) for r in runs)
+    xml = next(r for r in runs if r.swept)
+    key, value = xml.swept[0]
+    assert xml.name == f"{xml.method}--{key}-{value}" and f"{key}={value}" in xml.overrides
 
 
 def test_defaults_are_filled_from_the_schema():
@@ -37,7 +40,7 @@ def test_defaults_are_filled_from_the_schema():
 def test_sweeps_expand_into_one_run_per_value_and_seed():
     cfg = _config(methods={"baseline": {}, "xml_w": {"xml.weight": [0.05, 0.2], "xml.target": "embedding"}})
     runs = [r for r in expand_runs(cfg) if r.method == "xml_w"]
-    assert sorted({r.name for r in runs}) == ["xml_w@xml.weight=0.05", "xml_w@xml.weight=0.2"]
+    assert sorted({r.name for r in runs}) == ["xml_w--xml.weight-0.05", "xml_w--xml.weight-0.2"]
     assert len(runs) == 4
     assert all("xml.target=embedding" in r.overrides for r in runs)
     assert {dict(r.swept)["xml.weight"] for r in runs} == {0.05, 0.2}
@@ -52,6 +55,13 @@ def test_sweeps_expand_into_one_run_per_value_and_seed():
         ({"methods": {"baseline": {}, "xml": {"xml.weight": "heavy"}}}, "'xml.weight' must be of type float"),
         ({"datasets": {"mnist": {"train_config": "config/train/glyphs.yaml"}}}, "unknown dataset\\(s\\) \\['mnist'\\]"),
         ({"baseline": "vanilla"}, "'vanilla' is not one of the methods"),
+        ({"methods": {"baseline": {}, "xml": {"xml.weight": []}}}, "methods.xml.xml.weight: an empty list"),
+        ({"methods": {"baseline": {}, "xml": {"xml.weight": [0.1, 0.1]}}}, "repeats a value"),
+        ({"methods": {"baseline": {}, "x$(id)": {}}}, "methods: 'x\\$\\(id\\)' does not match"),
+        ({"methods": {"baseline": {}, "xml": {"loss.name": "multi_similarty"}}}, "'loss.name' is 'multi_similarty'"),
+        ({"methods": {"baseline": {}, "xml": {"optim.schedule": "cosin"}}}, "'optim.schedule' is 'cosin'"),
+        ({"eval_splits": []}, "eval_splits: \\[\\] should be non-empty"),
+        ({"dvc": {"remote": "a;b"}}, "dvc.remote: 'a;b' does not match"),
     ],
 )
 def test_bad_configs_are_refused_with_the_key(change, match):
@@ -73,17 +83,63 @@ def test_committed_dvc_yaml_matches_the_default_config():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_dvc_yaml_has_the_snakemake_commands():
+def test_dvc_yaml_has_the_snakemake_commands(tmp_path):
     """Both front doors run the same commands: compare dvc.yaml's with Snakemake's dry-run shell commands."""
-    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    from conftest import copy_repository
+
+    repo = copy_repository(tmp_path / "repo")
+    dvc = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
     dry = subprocess.run(
         ["snakemake", "-n", "-p", "--cores", "8", "all", "--forceall"],
-        cwd=ROOT, capture_output=True, text=True, env={**__import__("os").environ, "XDG_CACHE_HOME": "/tmp/xbml-xdg"},
+        cwd=repo, capture_output=True, text=True, env={**__import__("os").environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")},
     )
     assert dry.returncode == 0, dry.stderr
     shell = dry.stdout + dry.stderr
-    for name in ("fetch_glyphs", "prepare_glyphs", "train_glyphs_xml-xml-weight-0-1_seed1", "evaluate_glyphs_baseline_seed2_test"):
+    names = [n for n in dvc if n.split("_")[0] in ("fetch", "prepare", "train", "evaluate")]
+    assert any(n.startswith("train_glyphs_xml--") for n in names)
+    for name in names:
         assert dvc[name]["cmd"] in shell, name
+
+
+def test_swept_values_become_safe_words_and_distinct_settings_distinct_names():
+    assert value_slug(0.1) == "0.1" and value_slug("resnet50") == "resnet50"
+    hostile = ["x$(touch INJECTED)", "a b", "it's", "{x}", {"alpha": 2.0}, {"alpha": 3.0}, "`id`", "a;b|c&d"]
+    slugs = [value_slug(v) for v in hostile]
+    assert all(RUN_NAME.fullmatch(run_name("m", (("k.x", v),))) for v in hostile)
+    assert len(set(slugs)) == len(slugs)
+    with pytest.raises(ConfigError, match="not a safe name"):
+        run_name("9lives", ())
+
+
+@pytest.mark.parametrize("value", ["x$(touch INJECTED)", "a b; touch INJECTED", "`touch INJECTED`", "x'\"{y}"])
+def test_hostile_swept_values_reach_no_shell(tmp_path, value):
+    """A swept path with shell syntax: the dry run prints the commands, quoted, and runs none of them."""
+    import os
+
+    from conftest import copy_repository
+
+    repo = copy_repository(tmp_path / "repo")
+    cfg = yaml.safe_load((repo / "config/config.yaml").read_text())
+    cfg["methods"] = {"baseline": {}, "odd": {"model.weights_path": [value, "plain"],
+                                             "loss.params": [{"alpha": 2.0}, {"alpha": 3.0}]}}
+    cfg["seeds"] = [0]
+    (repo / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    dry = subprocess.run(["snakemake", "-n", "-p", "--cores", "1", "all"], cwd=repo, capture_output=True, text=True,
+                         env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")})
+    assert dry.returncode == 0, dry.stderr
+    assert not (repo / "INJECTED").exists()
+    train_lines = [line for line in dry.stdout.splitlines() if " -m xbml train " in line]
+    assert len(train_lines) == 5  # baseline + 2 x 2 sweep
+    import shlex
+
+    for line in train_lines:
+        words = shlex.split(line.split(">")[0])  # the command as the shell would split it
+        out = words[words.index("--out") + 1]
+        assert RUN_NAME.fullmatch(out.split("/")[2]), out
+    set_values = [yaml.safe_load(w.split("=", 1)[1]) for line in train_lines
+                  for w in shlex.split(line.split(" > ")[0]) if w.startswith("model.weights_path=")]
+    assert value in set_values  # the job would receive the value verbatim, as one word
+    assert any("loss.params={alpha: 2.0}" in shlex.split(line.split(" > ")[0]) for line in train_lines)
 
 
 def test_real_data_config_is_valid_and_asks_for_gpus():

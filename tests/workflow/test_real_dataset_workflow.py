@@ -45,7 +45,7 @@ def test_miniature_cub_runs_through_the_workflow(tmp_path):
             "methods": {"baseline": {}, "xml": {"xml.weight": 0.1}},
             "seeds": [0],
             "eval_splits": ["test"],
-            "report": {"bootstrap_samples": 200, "tsne_classes": 4, "retrieval_queries": 2},
+            "report": {"tsne_classes": 4, "retrieval_queries": 2},
         }
         repo = make_copy(tmp_path / "repo", config)
         (repo / "config/train/tiny_real.yaml").write_text(yaml.safe_dump(TINY_REAL))

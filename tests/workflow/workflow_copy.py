@@ -32,7 +32,7 @@ def tiny_config(iterations: int = 40, seeds=(0,)) -> dict:
         },
         "methods": {"baseline": {}, "xml": {"xml.weight": 0.1}},
         "seeds": list(seeds),
-        "report": {"bootstrap_samples": 200, "tsne_classes": 8, "retrieval_queries": 3},
+        "report": {"tsne_classes": 8, "retrieval_queries": 3},
     }
 
 

@@ -17,7 +17,13 @@ if workflow.overwrite_configfiles:
 validate(config, "../schemas/config.schema.yaml")
 
 from xbml.errors import XbmlError
-from xbml.workflow.plan import expand_runs, launcher, resources, validate_config
+from xbml.workflow.plan import (
+    RUN_NAME_PATTERN,
+    expand_runs,
+    launcher,
+    resources,
+    validate_config,
+)
 
 try:
     CONFIG = validate_config(config)
@@ -33,7 +39,7 @@ SPLITS = CONFIG["eval_splits"]
 
 wildcard_constraints:
     dataset="[A-Za-z0-9_]+",
-    run="[^/]+",
+    run=RUN_NAME_PATTERN,
     seed=r"\d+",
     split="val|test",
 

@@ -15,8 +15,8 @@ rule fetch:
         "results/{dataset}/benchmarks/fetch.tsv"
     threads: 2
     shell:
-        "python -m xbml fetch {wildcards.dataset} --out {output} --sources {params.sources} "
-        "--seed {params.seed} > {log} 2>&1"
+        "python -m xbml fetch {wildcards.dataset:q} --out {output:q} --sources {params.sources:q} "
+        "--seed {params.seed:q} > {log:q} 2>&1"
 
 
 rule version:
@@ -34,8 +34,8 @@ rule version:
     conda:
         "../../environment.yml"
     shell:
-        "python -m xbml version {wildcards.dataset} --path {input} --remote {params.remote} "
-        "--url {params.url} {params.enabled} {params.push} --out {output} > {log} 2>&1"
+        "python -m xbml version {wildcards.dataset:q} --path {input:q} --remote {params.remote:q} "
+        "--url {params.url:q} {params.enabled} {params.push} --out {output:q} > {log:q} 2>&1"
 
 
 rule prepare:
@@ -52,5 +52,5 @@ rule prepare:
     conda:
         "../../environment.yml"
     shell:
-        "python -m xbml prepare {wildcards.dataset} --raw {input.raw} --out {output} "
-        "--val-fraction {params.val} --seed {params.seed} > {log} 2>&1"
+        "python -m xbml prepare {wildcards.dataset:q} --raw {input.raw:q} --out {output:q} "
+        "--val-fraction {params.val:q} --seed {params.seed:q} > {log:q} 2>&1"

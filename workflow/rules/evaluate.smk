@@ -6,8 +6,6 @@ rule evaluate:
         "results/{dataset}/{run}/seed{seed}/embeddings_{split}.npz",
     output:
         "results/{dataset}/{run}/seed{seed}/metrics_{split}.json",
-    params:
-        config=CONFIG_PATH,
     log:
         "logs/{dataset}/evaluate/{run}/seed{seed}_{split}.log",
     conda:
@@ -19,7 +17,7 @@ rule evaluate:
         mem_mb=res("evaluate", "mem_mb"),
         runtime=res("evaluate", "runtime"),
     shell:
-        "python -m xbml evaluate {input} --threads {threads} --out {output} > {log} 2>&1"
+        "python -m xbml evaluate {input:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
 rule aggregate:
@@ -34,5 +32,5 @@ rule aggregate:
     conda:
         "../../environment.yml"
     shell:
-        "python -m xbml aggregate --config {params.config} --dataset {wildcards.dataset} "
-        "--out {output} > {log} 2>&1"
+        "python -m xbml aggregate --config {params.config:q} --dataset {wildcards.dataset:q} "
+        "--out {output:q} > {log:q} 2>&1"

@@ -18,6 +18,12 @@ rule report:
             category="{dataset}",
             labels={"figure": "metrics table"},
         ),
+        comparisons=report(
+            "reports/{dataset}/comparisons.csv",
+            caption="../report/comparisons.rst",
+            category="{dataset}",
+            labels={"figure": "paired comparisons"},
+        ),
     params:
         config=CONFIG_PATH,
     log:
@@ -27,8 +33,8 @@ rule report:
     benchmark:
         "results/{dataset}/benchmarks/report.tsv"
     shell:
-        "python -m xbml report --config {params.config} --dataset {wildcards.dataset} "
-        "--metrics {input.metrics} --out {output.html} > {log} 2>&1"
+        "python -m xbml report --config {params.config:q} --dataset {wildcards.dataset:q} "
+        "--metrics {input.metrics:q} --out {output.html:q} > {log:q} 2>&1"
 
 
 # cheap, or (fetch) needing the internet that cluster compute nodes often lack

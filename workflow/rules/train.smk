@@ -28,8 +28,8 @@ rule train:
         runtime=res("train", "runtime"),
         gpu=res("train", "gpus"),
     shell:
-        "{params.launcher} -m xbml train --config {params.config} {params.overrides} --seed {wildcards.seed} "
-        "--threads {threads} --out {params.out} > {log} 2>&1"
+        "{params.launcher} -m xbml train --config {params.config:q} {params.overrides} --seed {wildcards.seed:q} "
+        "--threads {threads} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule embed:
@@ -49,5 +49,5 @@ rule embed:
         runtime=res("embed", "runtime"),
         gpu=res("embed", "gpus"),
     shell:
-        "python -m xbml embed --model {input} --split {wildcards.split} --threads {threads} "
-        "--no-progress --out {output} > {log} 2>&1"
+        "python -m xbml embed --model {input:q} --split {wildcards.split:q} --threads {threads} "
+        "--no-progress --out {output:q} > {log:q} 2>&1"

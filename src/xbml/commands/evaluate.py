@@ -3,7 +3,10 @@
 Reads an embeddings file (see xbml.evaluation.embeddings_file), L2-normalises
 the embeddings and runs an exact inner-product k-NN search: query = reference
 with self excluded, or query vs gallery when the file has `query`/`gallery`
-masks. Uses numpy and faiss only (never torch), in bounded memory.
+masks. Uses numpy and faiss only (never torch), in bounded memory. Refused by
+name, before any search: embeddings that cannot be normalised (see
+xbml.evaluation.embeddings_file), a single class, and files where no query has a
+reference of its class.
 """
 
 from __future__ import annotations
@@ -53,20 +56,19 @@ def run(args) -> int:
 
     log = logging.getLogger("xbml.evaluate")
     ef = load_embeddings(args.embeddings)
-    metrics = retrieval_metrics(
-        ef.embeddings,
-        ef.labels,
-        query_mask=ef.query,
-        gallery_mask=ef.gallery,
-        ks=tuple(args.recall_at),
-        chunk_size=args.chunk_size,
-        threads=args.threads,
-    )
-    if metrics["num_queries"] == 0:
-        raise DataError(
-            f"{args.embeddings}: no query has another item of its class among the references, "
-            "so no metric is defined (are the labels right?)"
+    try:
+        metrics = retrieval_metrics(
+            ef.embeddings,
+            ef.labels,
+            query_mask=ef.query,
+            gallery_mask=ef.gallery,
+            ks=tuple(args.recall_at),
+            chunk_size=args.chunk_size,
+            threads=args.threads,
+            refuse_trivial=True,
         )
+    except DataError as exc:
+        raise DataError(f"{args.embeddings}: {exc}") from None
     assert all(not isinstance(v, float) or math.isfinite(v) for v in metrics.values())
     metrics["embeddings_file"] = os.fspath(args.embeddings)
     write_json(args.out, metrics)

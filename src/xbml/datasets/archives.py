@@ -2,8 +2,9 @@
 
 Refused, naming the member in a DataError: absolute paths, paths that climb out
 of the target with ``..``, symbolic or hard links whose target lies outside,
-members that would be written through a link of the same archive, and device
-files, FIFOs and other special files. Tar members are extracted with Python's
+members that would be written through a link of the same archive, members that
+conflict (a file ``x`` and a member ``x/y`` that needs ``x`` to be a folder), and
+device files, FIFOs and other special files. Tar members are extracted with Python's
 ``data`` filter as a second line of defence (it re-checks against the real file
 system, and drops owners and unsafe permission bits).
 
@@ -26,6 +27,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
+from xbml.atomic import remove_stale_siblings
 from xbml.errors import DataError
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -55,8 +57,9 @@ def archive_kind(path: str | os.PathLike) -> str:
     raise DataError(f"{path} is neither a tar nor a zip archive (or it is damaged); download it again")
 
 
-def _climb(parts: Iterable[str]) -> list[str] | None:
-    """Resolve '.' and '..' lexically; None when the path leaves its root."""
+def resolve_inside(parts: Iterable[str]) -> list[str] | None:
+    """Resolve '.' and '..' lexically; None when the path leaves its root (a path in an archive or an
+    annotation file names no link of the real file system, so lexical is what it means)."""
     stack: list[str] = []
     for p in parts:
         if p in ("", "."):
@@ -70,7 +73,8 @@ def _climb(parts: Iterable[str]) -> list[str] | None:
     return stack
 
 
-def _is_absolute(name: str) -> bool:
+def is_absolute_path(name: str) -> bool:
+    """Absolute in POSIX or Windows terms (/x, \\x, C:x): never meant relative to a target folder."""
     return name.startswith(("/", "\\")) or bool(_DRIVE.match(name))
 
 
@@ -86,7 +90,7 @@ def _check_names(archive: Path, entries: list[tuple[str, str, str | None]]) -> N
     symlinks = set()
     for name, kind, _ in entries:
         if kind == "symlink":
-            resolved = _climb(PurePosixPath(name).parts)
+            resolved = resolve_inside(PurePosixPath(name).parts)
             if resolved:
                 symlinks.add("/".join(resolved))
 
@@ -109,25 +113,43 @@ def _check_names(archive: Path, entries: list[tuple[str, str, str | None]]) -> N
     for name, kind, link in entries:
         if kind == "special":
             raise _refuse(archive, name, "is a device file, FIFO or other special file")
-        if _is_absolute(name):
+        if is_absolute_path(name):
             raise _refuse(archive, name, "has an absolute path")
         parts = PurePosixPath(name).parts
-        if _climb(parts) is None:
+        if resolve_inside(parts) is None:
             raise _refuse(archive, name, "would be written outside the target folder ('..')")
         via = through_link(parts[:-1])
         if via is not None:
             raise _refuse(archive, name, f"would be written through the symbolic link {via!r}")
         if kind in ("symlink", "hardlink"):
             assert link is not None
-            if _is_absolute(link):
+            if is_absolute_path(link):
                 raise _refuse(archive, name, f"is a link to the absolute path {link!r}")
             base = PurePosixPath(name).parent.parts if kind == "symlink" else ()
             joined = tuple(base) + PurePosixPath(link).parts
-            if _climb(joined) is None:
+            if resolve_inside(joined) is None:
                 raise _refuse(archive, name, f"is a link to {link!r}, outside the target folder")
             via = through_link(joined)
             if via is not None:
                 raise _refuse(archive, name, f"is a link whose target {link!r} goes through the link {via!r}")
+    _check_conflicts(archive, entries)
+
+
+def _check_conflicts(archive: Path, entries: list[tuple[str, str, str | None]]) -> None:
+    """Refuse a member that needs a folder where another member is a file (x, then x/y or x/)."""
+    # after _check_names' per-member checks: every name resolves inside the target
+    files = {}
+    for name, kind, _ in entries:
+        if kind != "dir":
+            files.setdefault("/".join(resolve_inside(PurePosixPath(name).parts)), name)
+    for name, kind, _ in entries:
+        parts = resolve_inside(PurePosixPath(name).parts)
+        folders = ["/".join(parts[:i]) for i in range(1, len(parts) + (kind == "dir"))]
+        clash = next((files[f] for f in folders if f in files), None)
+        if clash is not None:
+            raise _refuse(
+                archive, name, f"conflicts with the file member {clash!r}, which it needs to be a folder"
+            )
 
 
 def _tar_entries(tf: tarfile.TarFile) -> list[tuple[str, str, str | None]]:
@@ -229,6 +251,8 @@ def extract(
     if target.exists() and not overwrite:
         raise DataError(f"cannot extract {archive}: {target} already exists (delete it or pass overwrite)")
     target.parent.mkdir(parents=True, exist_ok=True)
+    for infix in (".extracting-", ".old-"):  # left by an extraction that was killed
+        remove_stale_siblings(target, infix)
     tmp = make_temp_dir(f".{target.name}.extracting-", target.parent)
     old: Path | None = None
     try:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xbml.datasets.download import content_problem
 from xbml.datasets.real_dataset import Annotations, FileSpec, RealDataset
 from xbml.datasets.registry import DATASETS
 from xbml.errors import DataError
@@ -57,11 +58,16 @@ class Cars196(RealDataset):
     @classmethod
     def read_annotations(cls, raw_dir: Path) -> Annotations:
         from scipy.io import loadmat
+        from scipy.io.matlab import MatReadError
 
         path = Path(raw_dir) / "cars_annos.mat"
+        problem = content_problem(path) if path.is_file() else "is missing"
+        if problem is not None:
+            raise DataError(f"{path} {problem}; delete the raw folder and fetch again")
         try:
             mat = loadmat(path, squeeze_me=True, struct_as_record=False)
-        except (OSError, ValueError, TypeError, NotImplementedError) as exc:
+        # scipy reports a damaged file in many ways (an IndexError for a short one)
+        except (OSError, ValueError, TypeError, IndexError, NotImplementedError, MatReadError) as exc:
             raise DataError(f"cannot read {path} ({exc}); delete the raw folder and fetch again") from None
         if "annotations" not in mat:
             raise DataError(f"{path} has no `annotations` variable; it is not the Cars196 annotation file")
@@ -77,4 +83,5 @@ class Cars196(RealDataset):
                 ) from None
         y = np.array(labels, dtype=np.int64)
         partition = np.where(y >= FIRST_TEST_CLASS, "test", "train").astype(object)
-        return Annotations(images, y, partition)
+        origins = [f"{path}: annotation {i}" for i in range(len(images))]
+        return Annotations(images, y, partition, origins)

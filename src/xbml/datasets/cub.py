@@ -46,8 +46,10 @@ class Cub200(RealDataset):
     def read_annotations(cls, raw_dir: Path) -> Annotations:
         base = Path(raw_dir) / "CUB_200_2011"
         paths: dict[int, str] = {}
+        origins: dict[int, str] = {}
         for number, (image_id, path, *_) in read_rows(base / "images.txt", 2):
-            paths[parse_int(base / "images.txt", number, image_id)] = path
+            key = parse_int(base / "images.txt", number, image_id)
+            paths[key], origins[key] = path, f"{base / 'images.txt'}:{number}"
         labels: dict[int, int] = {}
         for number, (image_id, label, *_) in read_rows(base / "image_class_labels.txt", 2):
             f = base / "image_class_labels.txt"
@@ -60,4 +62,4 @@ class Cub200(RealDataset):
         ids = sorted(paths)
         y = np.array([labels[i] for i in ids], dtype=np.int64)
         partition = np.where(y >= FIRST_TEST_CLASS, "test", "train").astype(object)
-        return Annotations([paths[i] for i in ids], y, partition)
+        return Annotations([paths[i] for i in ids], y, partition, [origins[i] for i in ids])

@@ -8,6 +8,11 @@ same way. A mirror that answers 404 (or any HTTP error) or cannot be reached is
 logged and the next one is tried. A file whose checksum is wrong is deleted and
 refused with a :class:`~xbml.errors.DataError` that names the file, the expected
 and the actual hash.
+
+Without a checksum the content is still judged (:func:`content_problem`): a web
+page, text where an archive or a ``.mat`` file is expected, or an archive that
+does not open as its format is deleted and refused like a wrong checksum, and a
+kept copy that fails the same test is downloaded again.
 """
 
 from __future__ import annotations
@@ -18,9 +23,12 @@ import logging
 import os
 import re
 import socket
+import tarfile
 import time
 import urllib.error
 import urllib.request
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -84,13 +92,70 @@ def checksum_mismatch(path: Path, checksums: Mapping[str, str]) -> tuple[str, st
     return None
 
 
-def _looks_like_html(path: Path) -> bool:
+# what a file's name promises about its content
+_TAR_SUFFIXES = (".tgz", ".tar", ".tar.gz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+_BINARY_SUFFIXES = _TAR_SUFFIXES + (".zip", ".mat")
+_HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")
+
+
+def _head(path: Path, size: int = 512) -> bytes:
     try:
         with open(path, "rb") as f:
-            head = f.read(512).lstrip().lower()
+            return f.read(size)
     except OSError:
+        return b""
+
+
+def _looks_like_html(path: Path) -> bool:
+    return _head(path).lstrip().lower().startswith(_HTML_STARTS)
+
+
+def _looks_like_text(head: bytes) -> bool:
+    # an archive or a MAT file has NUL or high bytes within its first 512; a page or a message has none
+    return bool(head) and b"\0" not in head and all(b in b"\t\n\r\f" or 32 <= b < 127 for b in head)
+
+
+def _opens_as_tar(path: Path) -> bool:
+    try:
+        return tarfile.is_tarfile(path)
+    except (OSError, EOFError, zlib.error, tarfile.TarError):
         return False
-    return head.startswith((b"<!doctype html", b"<html"))
+
+
+def content_problem(path: str | os.PathLike, name: str | None = None) -> str | None:
+    """Why `path` cannot be the file `name` (default: its own name) judged by its content; None if plausible.
+
+    For files that come without a checksum: catches the login, quota and error pages
+    that mirrors serve with HTTP 200, and files cut short or of another format.
+    """
+    path = Path(path)
+    name = (name or path.name).lower()
+    head = _head(path)
+    if not head:
+        return "is empty"
+    if _looks_like_html(path):
+        return "is a web page (HTML), not the file: a login, quota, confirmation or error page"
+    if name.endswith(_BINARY_SUFFIXES) and _looks_like_text(head):
+        return f"is text, not the binary {Path(name).suffix} file expected"
+    if name.endswith(_TAR_SUFFIXES) and not _opens_as_tar(path):
+        return "does not open as a tar archive (damaged, cut short or another format)"
+    if name.endswith(".zip") and not zipfile.is_zipfile(path):
+        return "does not open as a zip archive (damaged, cut short or another format)"
+    if name.endswith(".mat") and not head.startswith(b"MATLAB"):
+        return "has no MATLAB header: it is not a .mat file"
+    return None
+
+
+def content_message(name: str, problem: str, source: str, deleted: bool) -> str:
+    if deleted:
+        msg = (
+            f"{name} (from {source}) {problem}. It was deleted and not recorded as fetched. Try another "
+            "mirror (list it first under `urls:` in the sources file, config/datasets.yaml) or download "
+            "the file yourself and set `local:` to it"
+        )
+    else:
+        msg = f"{name} (given as {source}) {problem}. The file was left as it is. Point `local:` at the published file"
+    return msg + "; give its checksum (md5 or sha256) in the sources file so that a wrong file is always refused."
 
 
 def mismatch_message(name: str, algo: str, expected: str, actual: str, source: str, deleted: bool) -> str:
@@ -191,7 +256,8 @@ def download(
     """Make `dest` hold the verified file, trying `urls` in order; returns `dest`.
 
     An existing `dest` that verifies is kept without any request. Raises DataError
-    when no mirror delivered a file with the expected checksum.
+    when no mirror delivered a file with the expected checksum (without one: a file
+    that passes :func:`content_problem`).
     """
     dest = Path(dest)
     name = dest.name
@@ -200,10 +266,12 @@ def download(
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
         bad = checksum_mismatch(dest, checksums)
-        if bad is None:
+        problem = None if checksums else content_problem(dest)
+        if bad is None and problem is None:
             log.info("%s: using the %s copy in %s", name, "verified" if checksums else "unverified", dest.parent)
             return dest
-        log.warning("%s: the copy in %s does not verify (%s %s); downloading again", name, dest.parent, bad[0], bad[2])
+        why = f"{bad[0]} {bad[2]}" if bad else problem
+        log.warning("%s: the copy in %s does not verify (%s); downloading again", name, dest.parent, why)
         dest.unlink()
     part = dest.with_name(dest.name + ".part")
     failures: list[str] = []
@@ -248,6 +316,13 @@ def download(
                 mismatch += " (The mirror sent a web page, not the file: a login, quota or confirmation page.)"
             failures.append(f"{url}: wrong {bad[0]} {bad[2]}")
             log.warning("%s: %s delivered a file with the wrong %s; trying the next mirror", name, url, bad[0])
+            continue
+        problem = None if checksums else content_problem(part, name)
+        if problem is not None:
+            part.unlink()
+            mismatch = content_message(name, problem, source=url, deleted=True)
+            failures.append(f"{url}: {problem}")
+            log.warning("%s: %s delivered a file that %s; trying the next mirror", name, url, problem)
             continue
         if not checksums:
             log.warning(

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xbml.atomic import remove_stale_siblings
 from xbml.datasets.registry import DATASETS
 from xbml.errors import ConfigError, DataError
 
@@ -709,6 +710,13 @@ def _replace_dir(tmp: Path, target: Path) -> None:
         os.replace(tmp, target)
 
 
+def _remove_leftovers(target: Path) -> None:
+    """Temporary folders of `target` that a killed fetch or prepare left beside it (see _replace_dir)."""
+    for infix in (".tmp-", ".old-"):
+        for stale in remove_stale_siblings(target, infix):
+            log.info("removed %s, left by an interrupted run", stale)
+
+
 def _check_replaceable(target: Path, marker: str, what: str) -> None:
     """Refuse to replace a folder that is not ours (it might hold a user's files)."""
     if not target.exists():
@@ -730,6 +738,7 @@ class Glyphs:
     def fetch(raw_dir, sources: dict, seed: int = 0, progress: bool = True) -> None:
         raw_dir = Path(raw_dir)
         params = resolve_params(sources, seed)
+        _remove_leftovers(raw_dir)
         table = font_table()
         if _complete(raw_dir, params, list(table.names)):
             log.info("%s already holds the glyphs set for these parameters; nothing to do", raw_dir)
@@ -819,6 +828,7 @@ class Glyphs:
         )
         _check_replaceable(out_dir, "dataset.json", "prepared dataset folder")
         out_dir.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(out_dir)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
         try:
             write_manifest(tmp, m)

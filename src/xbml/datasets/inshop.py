@@ -67,6 +67,7 @@ class InShop(RealDataset):
         images: list[str] = []
         labels: list[int] = []
         partition: list[str] = []
+        origins: list[str] = []
         for number, fields in rows:
             if len(fields) < 3:
                 raise DataError(f"{path}:{number}: expected image_name item_id evaluation_status")
@@ -79,6 +80,7 @@ class InShop(RealDataset):
             images.append(image)
             labels.append(int(m.group(1)))
             partition.append(status)
+            origins.append(f"{path}:{number}")
         if declared != len(images):
             raise DataError(f"{path} declares {declared} images on its first line but lists {len(images)}")
-        return Annotations(images, np.array(labels, dtype=np.int64), np.array(partition, dtype=object))
+        return Annotations(images, np.array(labels, dtype=np.int64), np.array(partition, dtype=object), origins)

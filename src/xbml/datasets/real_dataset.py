@@ -11,12 +11,16 @@ two hooks:
 - ``image_root(raw_dir) -> Path``: the folder those image paths are relative to.
 
 ``fetch`` obtains every file (a ``local:`` copy or the mirrors in order),
-verifies its checksum before unpacking anything, assembles the raw folder in a
-temporary folder beside it and renames it into place with ``fetch.json`` (the
-checksums and the expected counts) inside, so the raw folder exists only
-complete. ``prepare`` parses the annotations, checks the counts against the
-published ones (or the ``expected_counts`` recorded by fetch) and that every
-listed image exists, and writes the common manifest.
+verifies its checksum before unpacking anything (a file without a checksum must
+pass a content check), assembles the raw folder in a temporary folder beside it,
+checks that its annotations parse (:meth:`RealDataset.read_checked_annotations`)
+and renames it into place with ``fetch.json`` (the checksums and the expected
+counts) inside, so the raw folder exists only complete and readable. An
+unverified download that does not make such a folder is deleted, so that the
+next fetch downloads it again. ``prepare`` parses the annotations (every image
+path must stay inside the raw folder), checks the counts against the published
+ones (or the ``expected_counts`` recorded by fetch) and that every listed image
+exists, and writes the common manifest.
 
 The sources block of a dataset (config/datasets.yaml, see docs/datasets.md)::
 
@@ -32,23 +36,24 @@ The sources block of a dataset (config/datasets.yaml, see docs/datasets.md)::
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import ClassVar, Iterator
 
 import numpy as np
 
-from xbml.atomic import write_json
-from xbml.datasets.archives import extract_into, make_temp_dir
+from xbml.atomic import remove_stale_siblings, write_json
+from xbml.datasets.archives import extract_into, is_absolute_path, make_temp_dir, resolve_inside
 from xbml.datasets.download import (
     ALGORITHMS,
     checksum_mismatch,
+    content_message,
+    content_problem,
     download,
     file_hash,
     mismatch_message,
@@ -95,6 +100,8 @@ class Obtained:
     path: Path
     is_folder: bool
     record: dict = field(default_factory=dict)
+    # a download without a checksum: deleted when it does not unpack into a readable raw folder
+    discard_on_failure: bool = False
 
 
 @dataclass
@@ -102,6 +109,11 @@ class Annotations:
     images: list[str]
     labels: np.ndarray
     partition: np.ndarray
+    # where each image is listed ("path:line"), for error messages; None: unknown
+    origins: list[str] | None = None
+
+    def origin(self, i: int) -> str:
+        return self.origins[i] if self.origins is not None else f"image {i} of the annotations"
 
 
 def read_rows(path: Path, columns: int, skip: int = 0) -> Iterator[tuple[int, list[str]]]:
@@ -137,6 +149,12 @@ def _swap_into_place(staging: Path, target: Path) -> None:
         os.replace(trash / "content", target)
         raise
     shutil.rmtree(trash, ignore_errors=True)
+
+
+def _leaves(folder: str, path: str) -> bool:
+    """Whether `path`, relative to `folder` (itself relative to the raw folder), points outside it."""
+    parts = PurePosixPath(folder).parts + PurePosixPath(path.replace("\\", "/")).parts
+    return is_absolute_path(path) or resolve_inside(parts) is None
 
 
 def read_marker(raw_dir: str | os.PathLike) -> dict | None:
@@ -306,6 +324,9 @@ class RealDataset:
             bad = checksum_mismatch(path, source.checksums)
             if bad is not None:
                 raise DataError(mismatch_message(str(path), *bad, source="local:", deleted=False))
+            problem = None if source.checksums else content_problem(path, spec.name)
+            if problem is not None:
+                raise DataError(content_message(str(path), problem, source=f"local: of {spec.name}", deleted=False))
             record = dict(source.checksums)
             if not source.checksums:
                 record["sha256"] = file_hash(path)
@@ -318,7 +339,7 @@ class RealDataset:
             path = download(source.urls, download_dir / spec.name, source.checksums, progress=progress)
             record = dict(source.checksums) or {"sha256": file_hash(path)}
             record["source"] = "download"
-            return Obtained(spec, path, False, record)
+            return Obtained(spec, path, False, record, discard_on_failure=not source.checksums)
         raise cls._missing_source(source)
 
     @classmethod
@@ -343,6 +364,25 @@ class RealDataset:
                 f"{', '.join(cls.required)}); the files are not the published ones, or a `local:` folder "
                 f"points at the wrong place. See {DOCS}."
             )
+
+    @classmethod
+    def _still_readable(cls, raw: Path, plan: list[Source]) -> bool:
+        """Whether a raw folder that holds unverified files still parses (verified ones cannot change)."""
+        if all(source.checksums for source in plan):
+            return True
+        try:
+            cls.read_checked_annotations(raw)
+        except DataError as exc:
+            log.warning("%s: %s holds unverified files that do not parse (%s); fetching again", cls.name, raw, exc)
+            return False
+        return True
+
+    @staticmethod
+    def _discard_unverified(obtained: list[Obtained]) -> None:
+        for item in obtained:
+            if item.discard_on_failure and item.path.is_file():
+                log.warning("%s: deleting the unverified download %s", item.spec.name, item.path)
+                item.path.unlink()
 
     @staticmethod
     def _marker_matches(recorded: dict | None, name: str, plan: list[Source]) -> bool:
@@ -369,7 +409,7 @@ class RealDataset:
         if raw.is_dir() and not any(raw.iterdir()):
             pass  # an empty folder (made by a workflow tool) is simply replaced
         elif raw.exists():
-            if cls._marker_matches(recorded, cls.name, plan):
+            if cls._marker_matches(recorded, cls.name, plan) and cls._still_readable(raw, plan):
                 if recorded.get("expected_counts") != expected:
                     write_json(raw / MARKER, {**recorded, "expected_counts": expected})
                 log.info("%s: %s is present and verified (%s matches); nothing to fetch", cls.name, raw, MARKER)
@@ -386,15 +426,16 @@ class RealDataset:
         obtained = [cls._obtain(source, download_dir, progress) for source in plan]
         raw.parent.mkdir(parents=True, exist_ok=True)
         # folders left by a fetch that was killed (one owner per raw folder: nobody else writes them)
-        for pattern in (".partial-*", ".old-*"):
-            for stale in raw.parent.glob(f".{glob.escape(raw.name)}{pattern}"):
-                log.info("%s: removing %s, left by an interrupted fetch", cls.name, stale)
-                shutil.rmtree(stale, ignore_errors=True)
+        for infix in (".partial-", ".old-"):
+            for stale in remove_stale_siblings(raw, infix):
+                log.info("%s: removed %s, left by an interrupted fetch", cls.name, stale)
         staging = make_temp_dir(f".{raw.name}.partial-", raw.parent)
         try:
             for item in obtained:
                 cls._install(item, staging, progress)
             cls._check_layout(staging)
+            # a folder prepare could not read is never marked as fetched
+            cls.read_checked_annotations(staging)
             # the marker goes in last; the folder appears under its real name only complete
             write_json(
                 staging / MARKER,
@@ -405,8 +446,10 @@ class RealDataset:
                 },
             )
             _swap_into_place(staging, raw)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, DataError):
+                cls._discard_unverified(obtained)
             raise
         log.info("%s: raw files ready in %s", cls.name, raw)
 
@@ -441,6 +484,49 @@ class RealDataset:
             )
 
     @classmethod
+    def check_paths(cls, raw: Path, ann: Annotations) -> None:
+        """Refuse image paths that leave the raw folder (absolute, or climbing out with '..')."""
+        folder = Path(os.path.relpath(cls.image_root(raw), raw)).as_posix()
+        for i, path in enumerate(ann.images):
+            if _leaves(folder, path):
+                raise DataError(
+                    f"{cls.title}: {ann.origin(i)}: image path {path!r} leaves the raw folder {raw} "
+                    "(absolute, or climbing out with '..'); the annotations are damaged or not the published "
+                    "ones: delete the raw folder and fetch again from a trusted source"
+                )
+
+    @classmethod
+    def check_partitions(cls, ann: Annotations) -> None:
+        """Every partition of the protocol present, nothing else, and test classes unseen in training."""
+        partitions = cls.partitions()
+        found = set(np.unique(ann.partition).tolist())
+        bad = sorted(found - set(partitions))
+        if bad:
+            raise DataError(f"{cls.title}: unknown partition(s) {bad}; expected {', '.join(partitions)}")
+        empty = [p for p in partitions if p not in found]
+        if empty:
+            raise DataError(
+                f"{cls.title}: the annotations list {len(ann.images):,} images but none in the "
+                f"{' and '.join(empty)} partition; the raw files are incomplete or not the published ones: "
+                "delete the raw folder and fetch again"
+            )
+        is_train = ann.partition == "train"
+        shared = np.intersect1d(ann.labels[is_train], ann.labels[~is_train])
+        if len(shared):
+            raise DataError(
+                f"{cls.title}: {len(shared)} classes appear in both the training and the test partition "
+                f"(e.g. {shared[:5].tolist()}); the protocol needs unseen test classes"
+            )
+
+    @classmethod
+    def read_checked_annotations(cls, raw: Path) -> Annotations:
+        """The annotations of `raw`, refused (DataError) unless prepare can build a manifest from them."""
+        ann = cls.read_annotations(raw)
+        cls.check_partitions(ann)
+        cls.check_paths(raw, ann)
+        return ann
+
+    @classmethod
     def prepare(cls, raw_dir, out_dir, val_fraction: float = 0.2, seed: int = 0) -> None:
         """Parse the raw annotations, check them, and write manifest.csv + dataset.json into `out_dir`."""
         raw, out = Path(raw_dir), Path(out_dir)
@@ -454,18 +540,8 @@ class RealDataset:
         else:
             log.warning("%s: %s has no %s; checking against the published counts", cls.name, raw, MARKER)
             expected = dict(cls.expected_counts)
-        ann = cls.read_annotations(raw)
-        partitions = cls.partitions()
-        bad = sorted(set(np.unique(ann.partition).tolist()) - set(partitions))
-        if bad:
-            raise DataError(f"{cls.title}: unknown partition(s) {bad}; expected {', '.join(partitions)}")
+        ann = cls.read_checked_annotations(raw)
         is_train = ann.partition == "train"
-        shared = np.intersect1d(ann.labels[is_train], ann.labels[~is_train])
-        if len(shared):
-            raise DataError(
-                f"{cls.title}: {len(shared)} classes appear in both the training and the test partition "
-                f"(e.g. {shared[:5].tolist()}); the protocol needs unseen test classes"
-            )
         cls.check_counts(ann, expected, raw)
         root = cls.image_root(raw)
         cls.check_images(root, ann.images)

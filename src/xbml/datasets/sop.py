@@ -51,6 +51,7 @@ class StanfordOnlineProducts(RealDataset):
         images: list[str] = []
         labels: list[int] = []
         partition: list[str] = []
+        origins: list[str] = []
         for part in ("train", "test"):
             path = cls.image_root(raw_dir) / f"Ebay_{part}.txt"
             rows = read_rows(path, len(HEADER))
@@ -61,4 +62,5 @@ class StanfordOnlineProducts(RealDataset):
                 labels.append(parse_int(path, number, fields[1]))
                 images.append(fields[3])
                 partition.append(part)
-        return Annotations(images, np.array(labels, dtype=np.int64), np.array(partition, dtype=object))
+                origins.append(f"{path}:{number}")
+        return Annotations(images, np.array(labels, dtype=np.int64), np.array(partition, dtype=object), origins)

@@ -9,6 +9,9 @@ Arrays:
 
 `save_embeddings` writes atomically and refuses what `load_embeddings` would
 refuse; `load_embeddings` names the problem (DataError) instead of failing later.
+Refused embeddings, besides wrong shapes and types: NaN/inf, values beyond the
+float32 range, all-zero rows (no direction to compare) and rows too small to
+normalise in float64.
 """
 
 from __future__ import annotations
@@ -52,13 +55,7 @@ def validate(embeddings, labels, query=None, gallery=None, source: str = "embedd
         raise DataError(f"{source}: 'embeddings' is empty (shape {emb.shape})")
     if emb.dtype.kind != "f":
         raise DataError(f"{source}: 'embeddings' must be floating point, got dtype {emb.dtype}")
-    bad = ~np.isfinite(emb).all(axis=1)
-    if bad.any():
-        rows = np.flatnonzero(bad)
-        raise DataError(
-            f"{source}: 'embeddings' has non-finite values (NaN/inf) in {len(rows)} row(s), "
-            f"first at row {int(rows[0])}: re-run the embedding step (did training diverge?)"
-        )
+    _check_values(emb, source)
     lab = np.asarray(labels)
     if lab.ndim != 1 or len(lab) != n:
         raise DataError(f"{source}: 'labels' has shape {lab.shape} but 'embeddings' has {n} rows")
@@ -83,6 +80,43 @@ def validate(embeddings, labels, query=None, gallery=None, source: str = "embedd
             raise DataError(f"{source}: '{name}' mask is empty (selects no item)")
         masks.append(m)
     return EmbeddingsFile(emb, lab, masks[0], masks[1])
+
+
+def _bad_rows(bad: np.ndarray) -> str:
+    rows = np.flatnonzero(bad)
+    return f"{len(rows)} row(s), first at row {int(rows[0])}"
+
+
+def _check_values(emb: np.ndarray, source: str) -> None:
+    """Refuse values that cannot be L2-normalised and compared (checked in float64, as evaluate does)."""
+    bad = ~np.isfinite(emb).all(axis=1)
+    if bad.any():
+        raise DataError(
+            f"{source}: 'embeddings' has non-finite values (NaN/inf) in {_bad_rows(bad)}: "
+            "re-run the embedding step (did training diverge?)"
+        )
+    largest = np.abs(emb).max(axis=1).astype(np.float64)
+    bad = largest > np.finfo(np.float32).max
+    if bad.any():
+        raise DataError(
+            f"{source}: 'embeddings' has values beyond the float32 range (up to {largest.max():.3g}) in "
+            f"{_bad_rows(bad)}: embeddings are float32 vectors; re-run the embedding step (did training "
+            "diverge?) or scale the vectors down (e.g. L2-normalise them) before saving"
+        )
+    bad = largest == 0
+    if bad.any():
+        raise DataError(
+            f"{source}: 'embeddings' has all-zero vectors (zero norm, no direction to compare) in "
+            f"{_bad_rows(bad)}: re-run the embedding step (did the model collapse?) or leave those items out"
+        )
+    squares = np.einsum("ij,ij->i", emb, emb, dtype=np.float64)
+    bad = squares < np.finfo(np.float64).tiny
+    if bad.any():
+        raise DataError(
+            f"{source}: 'embeddings' has vectors whose norm underflows float64 (entries up to "
+            f"{largest[bad].max():.3g}) in {_bad_rows(bad)}: scale the vectors up (e.g. L2-normalise them) "
+            "before saving"
+        )
 
 
 def save_embeddings(path, embeddings, labels, query=None, gallery=None, **extra) -> Path:

@@ -7,7 +7,9 @@ Definitions (Musgrave et al. 2020, "A Metric Learning Reality Check"), matching
 pytorch-metric-learning 2.9's ``AccuracyCalculator`` with
 ``avg_of_avgs=False`` (every query weighs the same):
 
-* Embeddings are L2-normalised here; similarity is the inner product (cosine).
+* Embeddings are L2-normalised here (in float64, then rounded to float32, so
+  that vectors of any float64 scale give the same result); similarity is the
+  inner product (cosine).
 * Query = reference (no masks): every item is a query, its references are all
   other items; the item itself is excluded by index, so exact duplicates of it
   still count as neighbours. Query/gallery (masks): queries are the `query`
@@ -53,11 +55,37 @@ METRIC_KEYS = ("map_at_r", "r_precision", "precision_at_1")
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (float32); all-zero rows stay zero."""
-    x = np.array(x, dtype=np.float32, order="C", copy=True)
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64)).astype(np.float32)
-    norms[norms == 0] = 1
-    x /= norms[:, None]
-    return x
+    # in float64 before the cast: float64 values beyond float32 range would become inf, tiny ones 0;
+    # dividing by the largest entry first keeps the sum of squares from overflowing or underflowing
+    x = np.asarray(x)
+    out = np.empty(x.shape, dtype=np.float32)
+    rows = 8192  # a float64 copy of a block of rows at a time, never of the whole set
+    for a in range(0, len(x), rows):
+        block = x[a : a + rows].astype(np.float64)
+        _divide_rows(block, np.abs(block).max(axis=1))
+        _divide_rows(block, np.sqrt(np.einsum("ij,ij->i", block, block)))
+        out[a : a + rows] = block
+    return out
+
+
+def _divide_rows(x: np.ndarray, by: np.ndarray) -> None:
+    by[by == 0] = 1
+    x /= by[:, None]
+
+
+def _refuse_trivial(q_codes: np.ndarray, ref_codes: np.ndarray, r: np.ndarray) -> None:
+    if len(np.union1d(q_codes, ref_codes)) == 1:
+        raise DataError(
+            "every item has the same label: with a single class every neighbour is relevant, so MAP@R "
+            "would be 1.0 whatever the embedding (and the search would need N x N memory); "
+            "evaluate a set of at least two classes (are the labels right?)"
+        )
+    if not (r > 0).any():
+        raise DataError(
+            "no query has another item of its class among the references, so no metric is defined; "
+            "every class needs at least two items (or one query and one gallery item): are the labels "
+            "and the query/gallery masks right?"
+        )
 
 
 def _as_mask(mask, n: int, name: str) -> np.ndarray:
@@ -81,6 +109,7 @@ def retrieval_metrics(
     ks=(1, 2, 4, 8),
     chunk_size: int | None = None,
     threads: int | None = None,
+    refuse_trivial: bool = False,
 ) -> dict:
     """Metrics of `embeddings` (N x D, any scale: normalised here) with class `labels`
     (N integers; the values are only names).
@@ -91,7 +120,8 @@ def retrieval_metrics(
     `chunk_size`: items per side of a score tile (query = reference; default 1024)
     or queries per faiss search (query/gallery; default 4096); it changes memory
     and speed, never the result. `threads`: worker threads (default: the CPUs
-    available).
+    available). `refuse_trivial`: raise DataError, before the search, when the
+    metrics would be NaN (no query has a class mate) or trivially 1.0 (one class).
 
     Returns a dict: map_at_r, r_precision, precision_at_1, recall_at_<k> for k in
     `ks` (fractions; NaN if no query has a class mate), and bookkeeping:
@@ -138,16 +168,16 @@ def retrieval_metrics(
 
     if query_mask is None:
         protocol = "query=reference"
-        q_codes = codes
-        counts = np.bincount(codes)
-        r = counts[codes] - 1
+        q_codes = ref_codes = codes
+        r = np.bincount(codes)[codes] - 1
         num_refs = n
         k = min(max(int(r.max()), ks[-1]), n - 1)
+        if refuse_trivial:
+            _refuse_trivial(q_codes, ref_codes, r)
         if k > 0:
             nn, _ = self_knn(x, k, block=chunk_size, threads=threads)
         else:
             nn = np.empty((n, 0), dtype=np.int64)
-        ref_codes = codes
     else:
         protocol = "query/gallery"
         q_idx, g_idx = np.flatnonzero(qm), np.flatnonzero(gm)
@@ -158,6 +188,8 @@ def retrieval_metrics(
         r = np.bincount(ref_codes, minlength=codes.max() + 1)[q_codes] - (self_pos >= 0)
         num_refs = len(g_idx)
         k = min(max(int(r.max()), ks[-1]), num_refs)
+        if refuse_trivial:
+            _refuse_trivial(q_codes, ref_codes, r)
         nn, _ = cross_knn(x[q_idx], x[g_idx], k, chunk=chunk_size, threads=threads, exclude=self_pos)
 
     sums = _score(nn, q_codes, ref_codes, r, ks)

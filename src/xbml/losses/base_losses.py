@@ -59,6 +59,11 @@ def loss_names() -> list[str]:
     return BASE_LOSSES.names()
 
 
+def miner_names() -> list[str]:
+    _register_all()
+    return MINERS.names()
+
+
 class BaseLoss(nn.Module):
     """A pml loss with its optional miner: `loss(embeddings, labels)` -> scalar."""
 

@@ -1,4 +1,4 @@
-"""The cross-batch metric learning regulariser (XML), method.md sections 2-3.
+"""The cross-batch metric learning regulariser (XML), method.md sections 1-3.
 
 A batch is two sub-batches B1, B2 with disjoint classes (rows [:split] and
 [split:]). Prototypes fitted to one sub-batch (a ridge regression from its
@@ -8,21 +8,37 @@ histograms P to its targets T) must express the other:
     T_hat_1 = P_1 Omega_2,      T_hat_2 = P_2 Omega_1
 
 and a prediction loss scores the cross-expressed targets against the true
-labels. The module returns only that term; the trainer combines it with the
-base loss as (1 - w) * base + w * xml.
+labels. The module returns only that term (with its diagnostics); the trainer
+combines it with the base loss as (1 - w) * base + w * xml.
+
+Everything here runs in float32, also under bf16 autocast: the assignment logits,
+the products P Omega and the proxy logits are where bf16's 8-bit mantissa would
+decide the result (the authors' code is float32 throughout).
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from xbml.losses.ridge import ridge_solve
-from xbml.models.prototype_pooling import PrototypeAssignment
+from xbml.models.prototype_pooling import FEATURES, PrototypeAssignment, location_features
 
 TARGETS = ("class_proxy", "embedding")
 PREDICTION_LOSSES = ("proxy_softmax", "base")
+
+
+@dataclass
+class XmlTerms:
+    """The prediction loss (with gradient) and two detached diagnostics of the assignment."""
+
+    loss: torch.Tensor
+    assign_entropy: torch.Tensor  # mean per-location entropy of a_i, nats (at most ln K)
+    effective_prototypes: torch.Tensor  # exp(entropy of the batch's mean histogram), 1..K
 
 
 def cross_expressed_targets(P: torch.Tensor, T: torch.Tensor, split: int, lam: float) -> torch.Tensor:
@@ -33,15 +49,32 @@ def cross_expressed_targets(P: torch.Tensor, T: torch.Tensor, split: int, lam: f
     return torch.cat([P1.to(omega_2.dtype) @ omega_2, P2.to(omega_1.dtype) @ omega_1])
 
 
-class CrossBatchRegularizer(nn.Module):
-    """XML: histograms of the feature map -> cross-expressed targets -> prediction loss.
+def entropy(p: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Shannon entropy in nats of distributions along `dim` (0 log 0 = 0)."""
+    return -(p * p.clamp_min(1e-30).log()).sum(dim)
 
+
+def he_normal_class_vectors(num_classes: int, dim: int, generator: torch.Generator | None) -> torch.Tensor:
+    """std sqrt(2 / C) (He init over the class axis, as the authors' class embeddings): the logits
+    are not normalised, so this scale sets the initial softmax sharpness."""
+    return torch.randn(num_classes, dim, generator=generator) * math.sqrt(2.0 / num_classes)
+
+
+def chance_loss(num_classes: int) -> float:
+    """The proxy-softmax loss of a uniform guess over the training classes, ln C."""
+    return math.log(num_classes)
+
+
+class CrossBatchRegularizer(nn.Module):
+    """XML: per-location features -> histograms -> cross-expressed targets -> prediction loss.
+
+    features ``projected`` (default, the authors'): locations z_i = W_e x_i in embedding space;
+    ``backbone`` (ablation): the raw backbone locations (see xbml.models.prototype_pooling).
     target ``class_proxy``: T = learnable class vectors (num_classes x D) gathered by label.
-    target ``embedding``: T = the pooled features f (the "GAP as a convex combination" reading);
-    the cross-expressed features pass through the embedding head before prediction.
+    target ``embedding``: T = the image's pooled features (GAP of the assigned locations).
     prediction ``proxy_softmax``: logits = proxy_scale * <class vectors, t_hat>, softmax over
     all training classes (no normalisation, as in the authors' code).
-    prediction ``base``: the base loss on normalize(t_hat) (or the head's output) with the labels.
+    prediction ``base``: the base loss on normalize(t_hat) with the sub-batch's labels.
     """
 
     def __init__(
@@ -55,22 +88,41 @@ class CrossBatchRegularizer(nn.Module):
         target: str = "class_proxy",
         prediction_loss: str = "proxy_softmax",
         proxy_scale: float = 9.5,
+        features: str = "projected",
         generator: torch.Generator | None = None,
     ):
         super().__init__()
-        if target not in TARGETS:
-            raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
-        if prediction_loss not in PREDICTION_LOSSES:
-            raise ValueError(f"prediction_loss must be one of {PREDICTION_LOSSES}, got {prediction_loss!r}")
+        for name, value, valid in (
+            ("target", target, TARGETS), ("prediction_loss", prediction_loss, PREDICTION_LOSSES),
+            ("features", features, FEATURES),
+        ):
+            if value not in valid:
+                raise ValueError(f"{name} must be one of {valid}, got {value!r}")
         self.target = target
         self.prediction_loss = prediction_loss
+        self.features = features
         self.ridge_lambda = ridge_lambda
         self.proxy_scale = proxy_scale
-        self.assign = PrototypeAssignment(feature_dim, num_prototypes, assignment_scale, generator=generator)
+        self.num_classes = num_classes
+        location_dim = embedding_dim if features == "projected" else feature_dim
+        self.assign = PrototypeAssignment(location_dim, num_prototypes, assignment_scale, features, generator)
         self.class_vectors = None
         if target == "class_proxy" or prediction_loss == "proxy_softmax":
-            init = torch.randn(num_classes, embedding_dim, generator=generator)
-            self.class_vectors = nn.Parameter(F.normalize(init, dim=1))
+            self.class_vectors = nn.Parameter(he_normal_class_vectors(num_classes, embedding_dim, generator))
+
+    @property
+    def chance(self) -> float | None:
+        """ln C for the proxy softmax; None where no uniform-guess level is defined."""
+        return chance_loss(self.num_classes) if self.prediction_loss == "proxy_softmax" else None
+
+    def locations(self, feature_map: torch.Tensor, head: nn.Module | None) -> torch.Tensor:
+        """(b, d, h, w) -> (b, n, dim): the locations the prototypes are assigned to."""
+        x = location_features(feature_map)
+        if self.features == "backbone":
+            return x
+        if head is None:
+            raise ValueError("features 'projected' needs the embedding head (its W_e projects each location)")
+        return x @ head.linear.weight.float().t()  # W_e x_i, no bias: GAP of it is W_e GAP(x)
 
     def targets(self, pooled: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.target == "class_proxy":
@@ -89,25 +141,40 @@ class CrossBatchRegularizer(nn.Module):
         first, second = labels[:split], labels[split:]
         if (first[:, None] == second[None, :]).any():
             raise ValueError("XML needs class-disjoint halves: the two sub-batches share a class")
-        t_hat = cross_expressed_targets(histograms.float(), targets, split, self.ridge_lambda)
-        if self.target == "embedding":
+        t_hat = cross_expressed_targets(histograms.float(), targets.float(), split, self.ridge_lambda)
+        if self.target == "embedding" and self.features == "backbone":
+            # the targets live in backbone space: the head brings them to embedding space
             if head is None:
-                raise ValueError("target 'embedding' needs the embedding head to map features to embeddings")
-            z = head(t_hat, normalize=self.prediction_loss == "base")
-        else:
-            z = F.normalize(t_hat, dim=-1) if self.prediction_loss == "base" else t_hat
+                raise ValueError("target 'embedding' on backbone features needs the embedding head")
+            t_hat = head(t_hat, normalize=False)
         if self.prediction_loss == "proxy_softmax":
-            logits = self.proxy_scale * z.float() @ self.class_vectors.float().t()
+            logits = self.proxy_scale * t_hat @ self.class_vectors.float().t()
             # mean over all rows = mean of the two sub-batch means: the halves are equal in size
             return F.cross_entropy(logits, labels)
         if base_loss is None:
             raise ValueError("prediction_loss 'base' needs the base loss")
+        z = F.normalize(t_hat, dim=-1)
         halves = (z[:split], labels[:split]), (z[split:], labels[split:])
         return sum(base_loss(zi, yi) for zi, yi in halves) / 2
 
-    def from_output(self, out, labels: torch.Tensor, split: int, head=None, base_loss=None) -> torch.Tensor:
-        """Convenience: the loss term straight from a model's output."""
-        return self.forward(self.assign(out.feature_map), self.targets(out.pooled, labels), labels, split, head, base_loss)
+    def from_output(self, out, labels: torch.Tensor, split: int, head=None, base_loss=None) -> XmlTerms:
+        """The loss term and diagnostics straight from a model's output (see ModelOutput)."""
+        with torch.autocast(device_type=out.feature_map.device.type, enabled=False):
+            locations = self.locations(out.feature_map, head)
+            assignments = self.assign.assignments(locations)
+            histograms = assignments.mean(dim=1)
+            pooled = locations.mean(dim=1) if self.features == "projected" else out.pooled
+            loss = self.forward(histograms, self.targets(pooled, labels), labels, split, head, base_loss)
+            with torch.no_grad():
+                diagnostics = entropy(assignments).mean(), entropy(histograms.mean(dim=0)).exp()
+        return XmlTerms(loss, *diagnostics)
+
+    def assignment_maps(self, feature_map: torch.Tensor, head: nn.Module | None) -> torch.Tensor:
+        """(b, d, h, w) -> (b, K, h, w) soft assignments, for pictures of what the prototypes mean."""
+        b, _, h, w = feature_map.shape
+        with torch.autocast(device_type=feature_map.device.type, enabled=False):
+            a = self.assign.assignments(self.locations(feature_map, head))
+        return a.transpose(1, 2).reshape(b, -1, h, w)
 
 
 def build_regularizer(xml_cfg: dict, feature_dim: int, embedding_dim: int, num_classes: int, seed: int) -> CrossBatchRegularizer:
@@ -124,5 +191,6 @@ def build_regularizer(xml_cfg: dict, feature_dim: int, embedding_dim: int, num_c
         target=xml_cfg["target"],
         prediction_loss=xml_cfg["prediction_loss"],
         proxy_scale=xml_cfg["proxy_scale"],
+        features=xml_cfg["features"],
         generator=generator,
     )

@@ -10,6 +10,8 @@ from __future__ import annotations
 from xbml.reporting.results import dataset_runs, run_names
 from xbml.workflow.plan import Run
 
+XML_LOSS_FIGURE = "xml_prediction_loss.png"
+
 
 def runs_xml(config: dict, run: Run) -> bool:
     """Whether a run trains with the XML regulariser (its resolved xml.weight > 0)."""
@@ -33,9 +35,12 @@ def figure_names(config: dict, dataset: str) -> list[str]:
         names.append("paired_differences.png")
     if any(r.swept for r in runs):
         names.append("sweeps.png")
+    with_xml = any(runs_xml(config, r) for r in runs)
     names += ["training_curves.png", "validation_curves.png"]
+    if with_xml:
+        names.append(XML_LOSS_FIGURE)
     if "test" in splits:
         names += ["retrieval.png", "tsne.png"]
-        if any(runs_xml(config, r) for r in runs):
+        if with_xml:
             names += ["prototype_maps.png", "prototype_usage.png"]
     return names

@@ -31,6 +31,7 @@ ul.findings li { margin: 6px 0; }
 .better { color: var(--good); font-weight: 600; }
 .worse { color: var(--bad); font-weight: 600; }
 .note { color: var(--muted); font-size: 13.5px; }
+.warning { border: 1px solid var(--bad); background: #ffebe9; padding: 4px 12px; margin: 12px 0; }
 pre { background: var(--bg-alt); padding: 10px; overflow-x: auto; font-size: 12.5px; }
 details > summary { cursor: pointer; color: var(--muted); }
 code { font-size: 13px; }

@@ -225,18 +225,25 @@ def compute_assignments(model, xml_state: dict, xml_cfg: dict, batch, device="cp
     """(b, K, h, w) soft prototype assignments of a batch of normalised images."""
     import torch
 
-    from xbml.models.prototype_pooling import PrototypeAssignment
+    from xbml.losses.cross_batch import CrossBatchRegularizer
 
     protos = xml_state["assign.prototypes"]
-    assign = PrototypeAssignment(protos.shape[1], protos.shape[0], float(xml_cfg["assignment_scale"]))
-    assign.load_state_dict({"prototypes": protos})
+    # only the assignment is drawn: the regulariser's own `assignment_maps` (which locations, how
+    # scored) with its prototypes; the prediction parts (class vectors) are not needed here.
+    # Checkpoints from before the `features` key used backbone locations.
+    reg = CrossBatchRegularizer(
+        feature_dim=protos.shape[1], embedding_dim=protos.shape[1], num_classes=1, num_prototypes=protos.shape[0],
+        assignment_scale=float(xml_cfg["assignment_scale"]), target="embedding", prediction_loss="base",
+        features=xml_cfg.get("features", "backbone"),
+    )
+    reg.assign.load_state_dict({"prototypes": protos})
     model.eval().to(device)
-    assign.to(device)
+    reg.to(device)
     out = []
     with torch.no_grad():
         for start in range(0, len(batch), 64):
             fmap = model(batch[start : start + 64].to(device)).feature_map
-            out.append(assign.assignments(fmap.float()).cpu())
+            out.append(reg.assignment_maps(fmap, getattr(model, "head", None)).cpu())
     return torch.cat(out).numpy()
 
 

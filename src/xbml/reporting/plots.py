@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from xbml.reporting.results import LOSS_LABELS, LOSS_TERMS, METRIC_LABELS, METRICS, PRIMARY  # noqa: E402
-from xbml.reporting.statistics import PairedComparison  # noqa: E402
+from xbml.reporting.statistics import PairedComparison, t_interval  # noqa: E402
 
 DPI = 110
 THEME = {"style": "whitegrid", "context": "notebook", "font_scale": 0.9}
@@ -111,7 +111,7 @@ def _split_words(split: str) -> str:
 
 
 def differences_figure(comparisons: list[PairedComparison], run_order: list[str], palette: dict, dataset: str):
-    """Per-seed paired differences (method - baseline) with the mean and its bootstrap CI."""
+    """Per-seed paired differences (method - baseline) with the mean and its t interval."""
     theme()
     splits = [s for s in ("val", "test") if any(c.split == s for c in comparisons)]
     metrics = [m for m in ("map_at_r", "r_precision", "precision_at_1") if any(c.metric == m for c in comparisons)]
@@ -133,10 +133,9 @@ def differences_figure(comparisons: list[PairedComparison], run_order: list[str]
                 if c is None:
                     continue
                 colour = palette.get(run, "C0")
-                ax.errorbar(
-                    c.mean, y, xerr=[[c.mean - c.ci_low], [c.ci_high - c.mean]], fmt="D", color=colour,
-                    capsize=4, markersize=7, linewidth=2, zorder=2,
-                )
+                # one seed has no interval: the mean alone
+                xerr = [[c.mean - c.ci_low], [c.ci_high - c.mean]] if c.n > 1 else None
+                ax.errorbar(c.mean, y, xerr=xerr, fmt="D", color=colour, capsize=4, markersize=7, linewidth=2, zorder=2)
                 jitter = np.linspace(-0.12, 0.12, len(c.differences)) if len(c.differences) > 1 else [0.0]
                 ax.scatter(c.differences, y + np.asarray(jitter), color="black", s=16, alpha=0.7, zorder=3)
             ax.set_yticks(range(len(runs)), runs)
@@ -149,7 +148,7 @@ def differences_figure(comparisons: list[PairedComparison], run_order: list[str]
     conf = comparisons[0].confidence
     fig.suptitle(
         f"{dataset}: paired differences to {baseline} (same seed); diamond = mean, bar = "
-        f"{round(conf * 100)}% bootstrap CI, dots = seeds"
+        f"{round(conf * 100)}% t interval, dots = seeds"
     )
     return fig
 
@@ -162,11 +161,22 @@ def _is_numeric(values) -> bool:
     return not any(isinstance(v, bool) for v in values)
 
 
+def _t_band(confidence: float):
+    """A seaborn errorbar: the t interval of the mean over seeds, as in the comparison tables."""
+
+    def band(values):
+        v = np.asarray(values, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        return t_interval(v, confidence) if len(v) > 1 else (math.nan, math.nan)
+
+    return band
+
+
 def sweep_figure(
     df: pd.DataFrame, sweeps: list[tuple[str, str, list[str]]], baseline: str, best: dict[str, str],
-    confidence: float, samples: int, dataset: str,
+    confidence: float, dataset: str,
 ):
-    """MAP@R against each swept value (val and test), mean with a bootstrap band over seeds.
+    """MAP@R against each swept value (val and test), mean with a t-interval band over seeds.
 
     `sweeps` is [(method, key, other swept keys)], `best` maps a method to its run selected on
     validation MAP@R.
@@ -192,10 +202,7 @@ def sweep_figure(
                 kws = dict(hue="setting", hue_order=sorted(part["setting"].unique()))
             else:
                 kws = dict(color="C0", label=f"{method} (mean, {level}% CI band)")
-            sns.lineplot(
-                data=data, x=key, y=PRIMARY, errorbar=("ci", level), n_boot=samples, seed=0,
-                marker="o", ax=ax, **kws,
-            )
+            sns.lineplot(data=data, x=key, y=PRIMARY, errorbar=_t_band(confidence), marker="o", ax=ax, **kws)
             sns.scatterplot(data=data, x=key, y=PRIMARY, color="black", s=14, alpha=0.6, ax=ax, zorder=3,
                             label="one seed", legend=not others)
             base = df[(df["run"] == baseline) & (df["split"] == split)][PRIMARY]
@@ -287,4 +294,32 @@ def validation_curves_figure(vals: pd.DataFrame, run_order: list[str], palette: 
     ax.set_ylabel(f"validation MAP@R ({UNIT.split(',')[0]})")
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), title="run", fontsize=8)
     fig.suptitle(f"{dataset}: validation MAP@R during training (mean over seeds, band = \u00b11 sd)")
+    return fig
+
+
+def xml_loss_figure(logs: pd.DataFrame, run_order: list[str], palette: dict, chance: dict[str, float], dataset: str):
+    """loss_xml per XML run: thin line per seed, thick mean over seeds (both smoothed), and a dashed
+    chance line ln C per distinct number of classes (`chance` maps a run to its ln C)."""
+    theme()
+    total = int(logs["iteration"].max())
+    window = max(1, round(total / 50))
+    data = _smoothed(logs[logs["loss_xml"].notna()], "loss_xml", window)
+    order = [r for r in run_order if r in set(data["run"])]
+    fig, ax = plt.subplots(figsize=(9.5, 4.4), layout="constrained")
+    for run in order:
+        part = data[data["run"] == run]
+        colour = palette.get(run, "C0")
+        for _, seed in part.groupby("seed", sort=True):
+            ax.plot(seed["iteration"], seed["loss_xml"], color=colour, linewidth=0.7, alpha=0.35)
+        mean = part.groupby("iteration")["loss_xml"].mean()
+        ax.plot(mean.index, mean.to_numpy(), color=colour, linewidth=2.2, label=f"{run} (mean over seeds)")
+    for level in sorted(set(round(v, 6) for v in chance.values() if not math.isnan(v))):
+        ax.axhline(level, color="black", linestyle="--", linewidth=1.2,
+                   label=f"chance: ln C = {level:.2f} (C = {math.exp(level):.0f} classes)")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("training iteration (batches)")
+    ax.set_ylabel("XML prediction loss (nats)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    smooth = f"rolling mean over {window} iterations; " if window > 1 else ""
+    fig.suptitle(f"{dataset}: XML prediction loss against chance\n({smooth}thin = one seed, thick = mean over seeds)")
     return fig

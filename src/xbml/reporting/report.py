@@ -1,10 +1,10 @@
 """The report of one dataset: tables, paired statistics, figures, pictures and environment,
-as reports/{dataset}/index.html (self-contained) with the PNGs and the metrics table beside it."""
+as reports/{dataset}/index.html (self-contained) with the PNGs, the metrics table and
+comparisons.csv (every paired comparison, machine-readable) beside it."""
 
 from __future__ import annotations
 
 import csv
-import logging
 import math
 import os
 from collections import Counter
@@ -17,8 +17,8 @@ import yaml
 
 from xbml.atomic import write_text
 from xbml.errors import XbmlError
-from xbml.reporting import environment, html
-from xbml.reporting.figures import figure_names
+from xbml.reporting import environment, html, xml_diagnostics
+from xbml.reporting.figures import XML_LOSS_FIGURE, figure_names, runs_xml
 from xbml.reporting.html import Cell, Section, esc
 from xbml.reporting.results import (
     METRIC_LABELS,
@@ -30,13 +30,25 @@ from xbml.reporting.results import (
     run_folder,
     run_names,
 )
-from xbml.reporting.statistics import TEST_NAME, PairedComparison, compare, describe
-from xbml.reporting.tables import per_seed, read_metrics_table, summary_over_seeds
+from xbml.reporting.statistics import (
+    BETTER,
+    CORRECTION_NAME,
+    INTERVAL_NAME,
+    TEST_NAME,
+    WORSE,
+    PairedComparison,
+    compare,
+    describe,
+    floor_note,
+    holm_adjust,
+    smallest_p,
+)
+from xbml.reporting.tables import ALLOW_MISSING_HINT, Gap, per_seed, read_metrics_table, summary_over_seeds, table_gaps
 from xbml.workflow.plan import Run, load_workflow_config
 
-log = logging.getLogger(__name__)
-
 MAIN_METRICS = ("map_at_r", "r_precision", "precision_at_1")
+COMPARISON_COLUMNS = ("run", "split", "metric", "n_seeds", "mean_diff", "ci_low", "ci_high", "p_value", "p_adjusted",
+                      "verdict")
 
 
 @dataclass
@@ -61,9 +73,11 @@ class Context:
     splits: list[str]
     prepared: str | None
     device: str
-    missing_runs: list[str]
+    gaps: list[Gap]  # planned seeds without metrics, reported only with --allow-missing
     comparisons: list[PairedComparison] = field(default_factory=list)
     selected: dict[str, str] = field(default_factory=dict)  # swept method -> run chosen on validation
+    xml: list[xml_diagnostics.RunDiagnostics] = field(default_factory=list)  # XML runs, in run order
+    _summaries: dict[tuple[str, int], dict] = field(default_factory=dict)
 
     @property
     def report_cfg(self) -> dict:
@@ -80,9 +94,27 @@ class Context:
         runs = self.runs_named(name)
         return runs[0].method if runs else name
 
+    def summary(self, run: Run) -> dict:
+        """train_summary.json of a run ({} when absent), read once."""
+        key = (run.name, run.seed)
+        if key not in self._summaries:
+            self._summaries[key] = read_train_summary(run_folder(self.results, run))
+        return self._summaries[key]
+
+    def values(self, run: str, split: str, metric: str = PRIMARY) -> pd.Series:
+        """The metric's per-seed values; NaN (missing, named in the page's warning) left out."""
+        return self.df[(self.df["run"] == run) & (self.df["split"] == split)][metric].dropna()
+
     def mean(self, run: str, split: str, metric: str = PRIMARY) -> float:
-        part = self.df[(self.df["run"] == run) & (self.df["split"] == split)][metric]
+        part = self.values(run, split, metric)
         return float(part.mean()) if len(part) else math.nan
+
+    def best_on_validation(self, names: list[str]) -> str | None:
+        """The run of `names` with the highest mean validation MAP@R (the first of equals), or None
+        without validation results: selection never looks at the test split."""
+        scored = [(self.mean(n, "val"), -i, n) for i, n in enumerate(names)] if "val" in self.splits else []
+        scored = [s for s in scored if not math.isnan(s[0])]
+        return max(scored)[2] if scored else None
 
     def comparison(self, run: str, metric: str, split: str) -> PairedComparison | None:
         for c in self.comparisons:
@@ -92,39 +124,59 @@ class Context:
 
 
 # -- analysis -----------------------------------------------------------------------------------
-def _context(config_path, dataset, metrics_csv, results, prepared, device) -> Context:
+def _context(config_path, dataset, metrics_csv, results, prepared, device, allow_missing=False) -> Context:
     config = load_workflow_config(config_path)
     runs = dataset_runs(config, dataset)
     df = read_metrics_table(metrics_csv)
     df = df[df["dataset"].astype(str) == dataset].reset_index(drop=True)
     if df.empty:
         raise XbmlError(f"metrics table {metrics_csv} has no rows of dataset {dataset!r}")
+    gaps = table_gaps(df, runs, config.get("eval_splits", ["val", "test"]))
+    if gaps and not allow_missing:
+        listed = "; ".join(str(g) for g in gaps[:5]) + (f"; and {len(gaps) - 5} more" if len(gaps) > 5 else "")
+        raise XbmlError(f"metrics table {metrics_csv} lacks metrics of configured seeds ({listed}); train and "
+                        f"evaluate them and rerun `python -m xbml aggregate`, or {ALLOW_MISSING_HINT}")
     planned = run_names(runs)
     present = set(df["run"])
     order = [r for r in planned if r in present] + sorted(present - set(planned))
-    missing = [r for r in planned if r not in present]
-    if missing:
-        log.warning("runs of the config missing from %s: %s", metrics_csv, ", ".join(missing))
     splits = [s for s in ("test", "val") if s in set(df["split"])]
-    ctx = Context(config, dataset, df, runs, order, config["baseline"], Path(results), splits, prepared, device, missing)
-    rc = ctx.report_cfg
-    if ctx.baseline in present:
-        for run in ctx.others:
-            for split in splits:
-                for metric, _ in METRICS:
-                    c = compare(
-                        run, ctx.baseline, metric, split, per_seed(df, run, split, metric),
-                        per_seed(df, ctx.baseline, split, metric), rc["confidence"], rc["bootstrap_samples"],
-                    )
-                    if c is not None:
-                        ctx.comparisons.append(c)
+    ctx = Context(config, dataset, df, runs, order, config["baseline"], Path(results), splits, prepared, device, gaps)
+    ctx.comparisons = _comparisons(ctx)
+    ctx.xml = _xml_runs(ctx)
     for method in dict.fromkeys(r.method for r in runs if r.swept):
-        settings = [n for n in order if ctx.method_of(n) == method]
-        if "val" in splits and settings:
-            best = max(settings, key=lambda n: (ctx.mean(n, "val"), -settings.index(n)))
-            if not math.isnan(ctx.mean(best, "val")):
-                ctx.selected[method] = best
+        best = ctx.best_on_validation([n for n in order if ctx.method_of(n) == method])
+        if best is not None:
+            ctx.selected[method] = best
     return ctx
+
+
+def _comparisons(ctx: Context) -> list[PairedComparison]:
+    """Every (run x metric x split) against the baseline, Holm-adjusted within each split."""
+    if ctx.baseline not in ctx.order:
+        return []
+    out = []
+    for run in ctx.others:
+        for split in ctx.splits:
+            for metric, _ in METRICS:
+                c = compare(run, ctx.baseline, metric, split, per_seed(ctx.df, run, split, metric),
+                            per_seed(ctx.df, ctx.baseline, split, metric), ctx.report_cfg["confidence"])
+                if c is not None:
+                    out.append(c)
+    return holm_adjust(out)
+
+
+def _xml_runs(ctx: Context) -> list[xml_diagnostics.RunDiagnostics]:
+    """The diagnostics of every run that trains with XML (by its summaries or, for summaries that
+    predate them, by its config)."""
+    out = []
+    for name in ctx.order:
+        runs = ctx.runs_named(name)
+        if not runs:
+            continue
+        diag = xml_diagnostics.collect({r.seed: ctx.summary(r) for r in runs}, name, runs_xml(ctx.config, runs[0]))
+        if diag is not None:
+            out.append(diag)
+    return out
 
 
 def _headline_runs(ctx: Context) -> list[tuple[str, str]]:
@@ -149,12 +201,7 @@ def picture_runs(ctx: Context) -> tuple[str, str | None]:
     others = [r for r in ctx.order if r != reference]
     if not others:
         return reference, None
-    if "val" in ctx.splits:
-        scores = [(ctx.mean(r, "val"), -i, r) for i, r in enumerate(others)]
-        scores = [s for s in scores if not math.isnan(s[0])]
-        if scores:
-            return reference, max(scores)[2]
-    return reference, others[0]
+    return reference, ctx.best_on_validation(others) or others[0]
 
 
 def _common_seed(ctx: Context, names: list[str]) -> int:
@@ -207,8 +254,10 @@ def _make_figures(ctx: Context) -> dict[str, Figure]:
             add("paired_differences.png", plots.differences_figure(rows, ctx.order, palette, ctx.dataset),
                 "paired differences to the baseline",
                 f"Per-seed difference to <b>{esc(ctx.baseline)}</b> trained with the same seed (same batches and "
-                f"initial weights); diamond = mean difference, bar = {conf}% percentile bootstrap interval over "
-                "seeds, dots = seeds. Intervals that cross the dashed zero line are not significant.")
+                f"initial weights); diamond = mean difference, bar = {conf}% t interval of the mean over seeds, "
+                "dots = seeds. An interval that crosses the dashed zero line is not significant; one that does not "
+                f"is significant only if the {CORRECTION_NAME}-adjusted {TEST_NAME} p is below "
+                f"{1 - ctx.report_cfg['confidence']:.2g} too (verdicts in the table above).")
         else:
             skip("paired_differences.png", "paired differences",
                  f"no run shares a seed with the baseline {ctx.baseline!r}")
@@ -221,9 +270,9 @@ def _make_figures(ctx: Context) -> dict[str, Figure]:
                     sweeps.append((method, key, [k for k in keys if k != key]))
         if sweeps:
             add("sweeps.png", plots.sweep_figure(ctx.df, sweeps, ctx.baseline, ctx.selected, ctx.report_cfg["confidence"],
-                                                 ctx.report_cfg["bootstrap_samples"], ctx.dataset),
+                                                 ctx.dataset),
                 "MAP@R against swept hyper-parameters",
-                f"MAP@R against each swept value; line = mean over seeds, band = {conf}% bootstrap interval "
+                f"MAP@R against each swept value; line = mean over seeds, band = {conf}% t interval of the mean "
                 f"over seeds, dots = seeds, dashed line and grey band = {esc(ctx.baseline)} mean &plusmn; 1 sd. "
                 "The star marks the setting selected on <b>validation</b> MAP@R; its test value is reported "
                 "separately and was not used to choose it.")
@@ -262,6 +311,41 @@ def _curve_figures(ctx, names, palette, add, skip) -> None:
     else:
         skip("validation_curves.png", "validation curves",
              "no validation log: the dataset has no validation classes (val_fraction = 0)")
+    if XML_LOSS_FIGURE in names:
+        _xml_loss_figure(ctx, train_rows, palette, add, skip)
+
+
+def _chance_levels(ctx: Context, logs: pd.DataFrame) -> dict[str, float]:
+    """ln C per XML run: logged as xml_chance, else the summaries' chance_loss; absent when unknown."""
+    out = {}
+    for diag in ctx.xml:
+        logged = logs[logs["run"] == diag.run]["xml_chance"].dropna() if "xml_chance" in logs else pd.Series([])
+        summarised = diag.values("chance_loss")
+        if len(logged):
+            out[diag.run] = float(logged.median())
+        elif summarised:
+            out[diag.run] = summarised[0]
+    return out
+
+
+def _xml_loss_figure(ctx: Context, train_rows: list[dict], palette, add, skip) -> None:
+    from xbml.reporting import plots
+
+    xml_runs = {d.run for d in ctx.xml}
+    logs = pd.DataFrame([r for r in train_rows if r["run"] in xml_runs and r.get("loss_xml") is not None])
+    if logs.empty:
+        skip(XML_LOSS_FIGURE, "XML prediction loss", "no loss_xml in the train_log.jsonl of the XML runs")
+        return
+    chance = _chance_levels(ctx, logs)
+    no_chance = sorted(xml_runs & set(logs["run"]) - set(chance))
+    add(XML_LOSS_FIGURE, plots.xml_loss_figure(logs, ctx.order, palette, chance, ctx.dataset),
+        "XML prediction loss against chance",
+        "The cross-batch prediction loss <code>loss_xml</code> of every XML run over training iterations: thin "
+        "lines = single seeds, thick line = mean over seeds (both a rolling mean); dashed line = chance, "
+        "ln&nbsp;C, the loss of a uniform guess over the C training classes. A curve that stays on the chance "
+        "line means the regulariser predicted nothing and had no effect."
+        + (f" No chance level is known for {esc(', '.join(no_chance))} (its prediction loss is not a softmax "
+           "over classes, or it was not recorded)." if no_chance else ""))
 
 
 def _picture_figures(ctx: Context, names, add, skip) -> None:
@@ -423,8 +507,9 @@ def _summary_table(ctx: Context, split: str) -> str:
 
 def _comparison_table(ctx: Context, split: str, metrics) -> str:
     seeds = sorted({s for c in ctx.comparisons if c.split == split for s in c.seeds})
-    headers = ["run", "metric", *(f"\u0394 seed {s}" for s in seeds), "mean \u0394",
-               f"{round(ctx.report_cfg['confidence'] * 100)}% bootstrap CI", f"{TEST_NAME} p", "verdict"]
+    level = round(ctx.report_cfg["confidence"] * 100)
+    headers = ["run", "metric", *(f"\u0394 seed {s}" for s in seeds), "mean \u0394", f"{level}% {INTERVAL_NAME}",
+               f"{TEST_NAME} p", f"{CORRECTION_NAME}-adjusted p", "verdict"]
     rows = []
     for run in ctx.others:
         for metric in metrics:
@@ -432,48 +517,79 @@ def _comparison_table(ctx: Context, split: str, metrics) -> str:
             if c is None:
                 continue
             by_seed = dict(zip(c.seeds, c.differences))
-            verdict = {"better": "better", "worse": "worse"}.get(c.direction, "not significant")
             rows.append([
                 run, METRIC_LABELS[metric],
                 *(Cell(f"{by_seed[s]:+.4f}" if s in by_seed else "\u2013", numeric=True) for s in seeds),
                 Cell(f"{c.mean:+.4f}", numeric=True, attrs={"data-run": run, "data-metric": metric, "data-split": split,
                                                              "data-mean": repr(c.mean)}),
-                Cell(f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]", numeric=True,
+                Cell(f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]" if c.n > 1 else "n/a", numeric=True,
                      attrs={"data-low": repr(c.ci_low), "data-high": repr(c.ci_high)}),
-                Cell("n/a" if math.isnan(c.p_value) else f"{c.p_value:.3f}", numeric=True),
-                Cell(verdict, classes=(c.direction,) if c.significant else ()),
+                Cell(html.fmt(c.p_value, 3), numeric=True),
+                Cell(html.fmt(c.p_adjusted, 3), numeric=True),
+                Cell(c.verdict, classes=_verdict_classes(c)),
             ])
     return html.table(headers, rows, table_id=f"comparison-{split}")
+
+
+def _verdict_classes(c: PairedComparison) -> tuple[str, ...]:
+    return (c.verdict,) if c.verdict in (BETTER, WORSE) else ()
 
 
 def _finding(c: PairedComparison, how: str) -> str:
     text = describe(c, f"{'test ' if c.split == 'test' else 'validation '}{METRIC_LABELS[c.metric]}")
     if how:
         text = f"{how[0].upper()}{how[1:]}: {text}"
-    cls = f' class="{c.direction}"' if c.significant else ""
+    classes = _verdict_classes(c)
+    cls = f' class="{classes[0]}"' if classes else ""
     attrs = (f'data-run="{esc(c.method)}" data-metric="{c.metric}" data-split="{c.split}" data-mean="{c.mean!r}" '
-             f'data-low="{c.ci_low!r}" data-high="{c.ci_high!r}"')
+             f'data-low="{c.ci_low!r}" data-high="{c.ci_high!r}" data-verdict="{esc(c.verdict)}"')
     return f'<li {attrs}><span{cls}>{esc(text)}</span></li>'
 
 
+def _split_limits(ctx: Context, split: str) -> str:
+    """What the seeds of one split can show: the exact test's floor, Holm's floor, the resolution."""
+    comps = [c for c in ctx.comparisons if c.split == split]
+    tested = [c for c in comps if c.n >= 2]
+    name = "Test" if split == "test" else "Validation"
+    if not tested:
+        return f"{name}: one seed per comparison, no test is possible."
+    alpha = tested[0].alpha
+    ns = sorted({c.n for c in tested})
+    n = ns[0]  # the fewest seeds bound what the split can show
+    m = tested[0].family_size
+    seeds = f"{n}" if len(ns) == 1 else f"{ns[0]}\u2013{ns[-1]}"
+    text = f"{name}: {m} tests ({len(ctx.others)} run(s) \u00d7 metrics) share one {CORRECTION_NAME} correction; "
+    limit = floor_note(n, m, alpha)
+    if limit:
+        text += f"{limit}, however large the difference."
+    else:
+        text += (f"with {seeds} seeds the smallest p the exact test can give is 2/2^{n} = {smallest_p(n):.3g} "
+                 f"(Holm's smallest adjusted p {min(1.0, m * smallest_p(n)):.3g}), so a consistent difference can "
+                 "be significant.")
+    primary = [c for c in tested if c.metric == PRIMARY]
+    if primary:
+        lo, hi = min(c.half_width for c in primary), max(c.half_width for c in primary)
+        width = f"\u00b1{lo:.4f}" if lo == hi else f"\u00b1{lo:.4f} to \u00b1{hi:.4f}"
+        text += (f" The smallest MAP@R difference these seeds resolve is {width} (half-width of the "
+                 f"{round(tested[0].confidence * 100)}% t interval, from the observed seed-to-seed sd of the paired "
+                 "differences): a smaller mean difference cannot give an interval that excludes 0.")
+    return text
+
+
 def _stats_note(ctx: Context) -> str:
-    n = max((c.n for c in ctx.comparisons), default=0)
-    rc = ctx.report_cfg
-    low_power = ""
-    if n and n < 10:
-        wilcoxon = 2 / 2 ** n
-        low_power = (
-            f" With only {n} seeds these numbers are weak evidence: the bootstrap over {n} seeds has only "
-            f"{math.comb(2 * n - 1, n)} distinct resamples and its interval is too narrow, the t-test has little power "
-            f"and assumes normally distributed differences, and the smallest p-value a Wilcoxon signed-rank test "
-            f"can give with {n} seeds is {wilcoxon:.3g}. More seeds tighten all three."
-        )
+    level = round(ctx.report_cfg["confidence"] * 100)
+    alpha = f"{1 - ctx.report_cfg['confidence']:.2g}"
+    limits = "".join(f"<li>{esc(_split_limits(ctx, split))}</li>" for split in ctx.splits)
     return (
-        f'<p class="note">Statistics: per-seed differences (method &minus; baseline, same seed = same batches '
-        f"and initial weights); mean; {round(rc['confidence'] * 100)}% percentile bootstrap interval of the mean "
-        f"({rc['bootstrap_samples']} resamples of the seeds with replacement, fixed RNG seed, so the report is "
-        f"deterministic); two-sided {TEST_NAME} of the differences. A change is called significant when the "
-        f"interval excludes 0.{low_power}</p>"
+        f'<div class="note stats-note"><p>Statistics: per-seed differences (method &minus; baseline, same seed = '
+        f"same batches and initial weights); their mean; a {level}% t interval of the mean (mean &plusmn; "
+        f"t &middot; sd/&radic;n); an exact two-sided sign-flip permutation test (all 2<sup>n</sup> sign assignments "
+        f"of the differences, no distribution assumed); {CORRECTION_NAME}'s step-down correction over every run "
+        f"&times; metric test of the same split (test and validation are separate families). A run is called "
+        f"<b>better</b> or <b>worse</b> only when the adjusted p &lt; {alpha} <b>and</b> the interval excludes 0; "
+        f"everything else is <b>not significant</b>, which means these seeds cannot tell the difference from seed "
+        f"noise, not that there is none. Every number is in <code>comparisons.csv</code>.</p>"
+        f'<ul class="limits">{limits}</ul></div>'
     )
 
 
@@ -497,7 +613,7 @@ def _sweep_html(ctx: Context, sec: Section) -> None:
         for n in settings:
             cells = []
             for split in ("val", "test"):
-                part = ctx.df[(ctx.df["run"] == n) & (ctx.df["split"] == split)][PRIMARY]
+                part = ctx.values(n, split)
                 std = float(part.std(ddof=1)) if len(part) > 1 else math.nan
                 cells.append(Cell(html.mean_std(float(part.mean()), std) if len(part) else "\u2013", numeric=True))
             seeds = ctx.df[ctx.df["run"] == n]["seed"].nunique()
@@ -510,7 +626,7 @@ def _sweep_html(ctx: Context, sec: Section) -> None:
             sec.add('<p class="note">No validation split in the metrics table: no setting is selected (choosing by '
                     "test MAP@R would select on the test set).</p>")
             continue
-        part = ctx.df[(ctx.df["run"] == best) & (ctx.df["split"] == "test")][PRIMARY]
+        part = ctx.values(best, "test")
         std = float(part.std(ddof=1)) if len(part) > 1 else math.nan
         text = (f"Selected on validation MAP@R: <b>{esc(_swept_values(ctx, best))}</b> (validation MAP@R "
                 f"{ctx.mean(best, 'val'):.4f}). <b>Test result of the selected setting</b>, reported separately and "
@@ -545,7 +661,7 @@ def _environment_html(ctx: Context, config_path) -> Section:
     sec.add(f"<pre>{esc(yaml.safe_dump(ctx.config, sort_keys=False))}</pre>")
     devices: Counter = Counter()
     for run in ctx.runs:
-        s = read_train_summary(run_folder(ctx.results, run))
+        s = ctx.summary(run)
         if s:
             devices[(s.get("device"), s.get("bf16"), s.get("threads"), s.get("world_size"))] += 1
     sec.add("<h3>Devices and libraries</h3>")
@@ -592,6 +708,53 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def _xml_sentences_html(ctx: Context) -> str:
+    if not ctx.xml:
+        return ""
+    items = "".join(f'<li data-run="{esc(d.run)}">{esc(xml_diagnostics.sentence(d))}</li>' for d in ctx.xml)
+    return f'<p>Did the XML regulariser learn?</p><ul class="xml-diagnostics" id="xml-diagnostics">{items}</ul>'
+
+
+def _xml_section(ctx: Context, figures: dict[str, Figure]) -> Section:
+    sec = Section("xml", "XML regulariser diagnostics")
+    sec.add(_figure_html(figures, XML_LOSS_FIGURE))
+    rows = [row for d in ctx.xml for row in xml_diagnostics.seed_rows(d)]
+    if rows:
+        def num(value, digits=3):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            return Cell(html.fmt(float(value), digits) if ok else xml_diagnostics.NOT_RECORDED if value is None
+                        else str(value), numeric=ok)
+
+        table = [[r["run"], Cell(str(r["seed"]), numeric=True), r["prediction_loss"] or xml_diagnostics.NOT_RECORDED,
+                  num(r["num_classes"], 0), num(r["chance_loss"]), num(r["final_loss_xml"]), num(r["ratio_to_chance"]),
+                  ("n/a" if r["recorded"] else xml_diagnostics.NOT_RECORDED) if r["learned"] is None
+                  else "yes" if r["learned"] else "no",
+                  num(r["final_assign_entropy"]), num(r["max_entropy"]), num(r["final_effective_prototypes"], 1),
+                  num(r["num_prototypes"], 0)] for r in rows]
+        sec.add(html.table(["run", "seed", "prediction loss", "classes C", "chance ln C", "final loss_xml",
+                            "ratio to chance", "learned", "assignment entropy (nats)", "max ln K",
+                            "effective prototypes", "prototypes K"], table, table_id="xml-seeds"))
+        sec.add('<p class="note">Final values are means over the last 10% of iterations. Assignment entropy is the '
+                "mean per-location entropy of the soft prototype assignment (0 = every location picks one prototype, "
+                "ln K = uniform); effective prototypes = exp of the entropy of the batch-mean histogram (K = all "
+                "used equally, 1 = one prototype explains everything). <i>not recorded</i>: the summary predates "
+                "these diagnostics or lacks the value.</p>")
+    return sec
+
+
+def _gaps_html(ctx: Context) -> str:
+    """The warning that names every configured seed without metrics (reported with --allow-missing):
+    the statistics below use fewer seeds there."""
+    if not ctx.gaps:
+        return ""
+    items = "".join(f'<li data-run="{esc(g.run)}" data-seed="{g.seed}" data-split="{esc(g.split)}">{esc(g)}</li>'
+                    for g in ctx.gaps)
+    return (f'<div class="warning" id="missing-seeds"><p><b>Warning: {len(ctx.gaps)} configured run/seed/split '
+            "combination(s) have missing or NaN metrics</b> (reported because of <code>--allow-missing</code>). "
+            "Means, sds and paired comparisons below leave them out, so they rest on fewer seeds than configured:"
+            f"</p><ul>{items}</ul></div>")
+
+
 def _page(ctx: Context, figures: dict[str, Figure], config_path, metrics_csv: Path) -> str:
     sections = []
     n_seeds = ctx.df["seed"].nunique()
@@ -599,9 +762,8 @@ def _page(ctx: Context, figures: dict[str, Figure], config_path, metrics_csv: Pa
             f"classes unseen in training (test) and on held-out training classes (validation, used for model "
             f"selection only). Metrics table: <code>metrics.csv</code>.")
     summary = Section("summary", "Summary")
-    if ctx.missing_runs:
-        summary.add(f'<p class="note">Runs of the configuration missing from the metrics table: '
-                    f"{esc(', '.join(ctx.missing_runs))}.</p>")
+    summary.add(_gaps_html(ctx))
+    summary.add(_xml_sentences_html(ctx))  # before the verdicts: a regulariser that learned nothing explains them
     if ctx.comparisons and "test" in ctx.splits:
         items = [_finding(c, how) for run, how in _headline_runs(ctx)
                  for c in [ctx.comparison(run, PRIMARY, "test")] if c is not None]
@@ -615,12 +777,14 @@ def _page(ctx: Context, figures: dict[str, Figure], config_path, metrics_csv: Pa
             why = f"The baseline <b>{esc(ctx.baseline)}</b> is not in the metrics table: no paired comparison."
         facts = []
         for run in ctx.order:
-            part = ctx.df[(ctx.df["run"] == run) & (ctx.df["split"] == split)][PRIMARY]
+            part = ctx.values(run, split)
             std = float(part.std(ddof=1)) if len(part) > 1 else math.nan
             facts.append(f"{esc(run)}: {html.mean_std(float(part.mean()), std)} over {len(part)} seed(s)")
         summary.add(f"<p>{why} {'Test' if split == 'test' else 'Validation'} MAP@R (mean &plusmn; sd): "
                     f"{'; '.join(facts)}.</p>")
     sections.append(summary)
+    if ctx.xml or XML_LOSS_FIGURE in figures:
+        sections.append(_xml_section(ctx, figures))
 
     res = Section("results", "Results per run (mean \u00b1 sd over seeds)")
     for split in ctx.splits:
@@ -681,16 +845,27 @@ def _page(ctx: Context, figures: dict[str, Figure], config_path, metrics_csv: Pa
     return html.page(f"xbml report: {ctx.dataset}", lead, sections)
 
 
+def comparisons_table(comparisons: list[PairedComparison]) -> pd.DataFrame:
+    """comparisons.csv: one row per run x split x metric, the numbers behind every verdict."""
+    rows = [(c.method, c.split, c.metric, c.n, c.mean, c.ci_low, c.ci_high, c.p_value, c.p_adjusted, c.verdict)
+            for c in comparisons]
+    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+
+
 def build_report(
     config_path: str | Path, dataset: str, metrics_csv: str | Path, out_html: str | Path,
-    results: str | Path = "results", prepared: str | None = None, device: str = "cpu",
+    results: str | Path = "results", prepared: str | None = None, device: str = "cpu", allow_missing: bool = False,
 ) -> list[Path]:
-    """Write out_html, the PNGs and metrics.csv beside it; return the written paths."""
+    """Write out_html, the PNGs, metrics.csv and comparisons.csv beside it; return the written paths.
+
+    Everything is computed before the first file is written, so a report that fails leaves the
+    previous one as it was."""
     from xbml.atomic import atomic_path
 
     metrics_csv, out_html = Path(metrics_csv), Path(out_html)
-    ctx = _context(config_path, dataset, metrics_csv, results, prepared, device)
+    ctx = _context(config_path, dataset, metrics_csv, results, prepared, device, allow_missing)
     figures = _make_figures(ctx)
+    page = _page(ctx, figures, config_path, metrics_csv)
     out_dir = out_html.parent
     written = []
     for f in figures.values():
@@ -701,7 +876,9 @@ def build_report(
     if copy.resolve() != metrics_csv.resolve():
         write_text(copy, metrics_csv.read_text())
     written.append(copy)
-    write_text(out_html, _page(ctx, figures, config_path, metrics_csv))  # last: its presence marks completion
+    write_text(out_dir / "comparisons.csv", comparisons_table(ctx.comparisons).to_csv(index=False))
+    written.append(out_dir / "comparisons.csv")
+    write_text(out_html, page)  # last: its presence marks completion
     written.append(out_html)
     _readable(written)
     return written

@@ -55,11 +55,20 @@ def run_folder(results: str | Path, run: Run) -> Path:
     return Path(results) / Path(run.folder).relative_to("results")
 
 
+def read_text(path: Path, what: str, fix: str) -> str:
+    """A file's text; a binary or otherwise non-UTF-8 file is an XbmlError, not a UnicodeDecodeError."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise XbmlError(f"{what} {path} is not UTF-8 text (byte {exc.start} is {exc.object[exc.start:exc.start + 1]!r}: "
+                        f"a binary or corrupted file); {fix}") from None
+
+
 def read_json(path: Path, what: str, fix: str) -> dict:
     if not path.exists():
         raise XbmlError(f"{what} {path} is missing; {fix}")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_text(path, what, fix))
     except json.JSONDecodeError as exc:
         raise XbmlError(f"{what} {path} is not valid JSON ({exc}); {fix}") from None
     if not isinstance(data, dict):
@@ -67,12 +76,29 @@ def read_json(path: Path, what: str, fix: str) -> dict:
     return data
 
 
+def metric_problem(value) -> str | None:
+    """Why `value` is not a retrieval metric (a finite number in [0, 1]), or None when it is one."""
+    if value is None:
+        return "missing"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "not a number"
+    if not math.isfinite(value):
+        return "not finite"
+    if not 0.0 <= value <= 1.0:
+        return "outside [0, 1]"
+    return None
+
+
+def metrics_path(folder: Path, split: str) -> Path:
+    return folder / f"metrics_{split}.json"
+
+
+def evaluate_fix(split: str) -> str:
+    return f"run `python -m xbml embed` and `python -m xbml evaluate` for the {split} split of this run first"
+
+
 def read_metrics(folder: Path, split: str) -> dict:
-    path = folder / f"metrics_{split}.json"
-    return read_json(
-        path, "metrics file",
-        f"run `python -m xbml embed` and `python -m xbml evaluate` for the {split} split of this run first",
-    )
+    return read_json(metrics_path(folder, split), "metrics file", evaluate_fix(split))
 
 
 def read_train_summary(folder: Path) -> dict:
@@ -86,7 +112,7 @@ def read_logs(folder: Path) -> tuple[list[dict], list[dict]]:
     """(train log, validation log) records; empty lists when a log is absent."""
     try:
         return read_jsonl(folder / "train_log.jsonl"), read_jsonl(folder / "val_log.jsonl")
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise XbmlError(f"a log in {folder} is not valid JSON lines ({exc}); rerun training of this run") from None
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -11,14 +16,19 @@ from xbml.errors import XbmlError
 from xbml.reporting.results import (
     METRICS,
     dataset_runs,
+    metric_problem,
+    metrics_path,
     read_logs,
     read_metrics,
+    read_text,
     read_train_summary,
     run_folder,
     scalar,
     swept_keys,
 )
 from xbml.workflow.plan import Run
+
+log = logging.getLogger(__name__)
 
 ID_COLUMNS = ("dataset", "run", "method", "seed", "split")
 METRIC_NAMES = {m for m, _ in METRICS}
@@ -45,8 +55,49 @@ def _selected_iteration(folder: Path, summary: dict) -> float:
     return math.nan
 
 
-def aggregate_rows(config: dict, dataset: str, results: str | Path = "results") -> pd.DataFrame:
-    """One row per run x evaluated split: ids, swept parameters, every metric, training facts."""
+ALLOW_MISSING_HINT = "pass --allow-missing to go on without it (the report then names what is missing)"
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A planned (run, seed, split) whose metrics are missing in part or in full."""
+
+    run: str
+    seed: int
+    split: str
+    what: str  # e.g. "no metrics file", "map_at_r = nan (not finite)"
+
+    def __str__(self) -> str:
+        return f"{self.run} seed {self.seed} ({self.split}): {self.what}"
+
+
+def _metric_values(path: Path, metrics: dict, allow_missing: bool) -> tuple[dict[str, float], list[str]]:
+    """The retrieval metrics of one metrics file; an invalid one stops, or is NaN with `allow_missing`."""
+    values, problems = {}, []
+    for name, _ in METRICS:
+        raw = metrics.get(name)
+        problem = metric_problem(raw)
+        if problem is None:
+            values[name] = float(raw)
+            continue
+        shown = "absent" if name not in metrics else json.dumps(raw) if not isinstance(raw, float) else repr(raw)
+        if not allow_missing:
+            raise XbmlError(
+                f"metrics file {path}: key {name!r} is {shown} ({problem}; a retrieval metric is a finite "
+                f"number in [0, 1]); rerun `python -m xbml evaluate` for it, or {ALLOW_MISSING_HINT}"
+            )
+        values[name] = math.nan
+        problems.append(f"{name} = {shown} ({problem})")
+    return values, problems
+
+
+def aggregate_rows(config: dict, dataset: str, results: str | Path = "results", allow_missing: bool = False) -> pd.DataFrame:
+    """One row per run x evaluated split: ids, swept parameters, every metric, training facts.
+
+    Every configured seed of every run must have every metric, finite and in [0, 1]. With
+    `allow_missing` a missing metrics file leaves its row out and an invalid value is written
+    as NaN (empty), each logged as a warning; the report names both on its page.
+    """
     runs: list[Run] = dataset_runs(config, dataset)
     keys = swept_keys(runs)
     clash = sorted(set(keys) & (set(ID_COLUMNS) | {m for m, _ in METRICS}))
@@ -62,17 +113,17 @@ def aggregate_rows(config: dict, dataset: str, results: str | Path = "results") 
         selected = _selected_iteration(folder, summary)
         swept = dict(run.swept)
         for split in splits:
+            path = metrics_path(folder, split)
+            if not path.exists() and allow_missing:
+                log.warning("%s", Gap(run.name, run.seed, split, f"no metrics file {path}: row left out"))
+                continue
             metrics = read_metrics(folder, split)
+            values, problems = _metric_values(path, metrics, allow_missing)
+            for problem in problems:
+                log.warning("%s", Gap(run.name, run.seed, split, f"{problem} in {path}: written as NaN"))
             row: dict = {"dataset": dataset, "run": run.name, "method": run.method, "seed": run.seed, "split": split}
             row.update({k: swept.get(k) for k in keys})
-            for name, _ in METRICS:
-                value = scalar(metrics.get(name))
-                if name not in metrics or value is None:
-                    raise XbmlError(
-                        f"metrics file {folder / f'metrics_{split}.json'} has no numeric {name!r}; "
-                        "rerun `python -m xbml evaluate` for it"
-                    )
-                row[name] = value
+            row.update(values)
             for name, value in metrics.items():
                 # bookkeeping of the evaluation (num_queries, k, seconds, ...), prefixed to say so
                 if name in METRIC_NAMES or name in SKIP_KEYS:
@@ -93,15 +144,70 @@ def aggregate_rows(config: dict, dataset: str, results: str | Path = "results") 
     return pd.DataFrame(rows, columns=columns)
 
 
-def read_metrics_table(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
+def _table_text(path: Path) -> str:
+    fix = "rerun `python -m xbml aggregate` to write it again"
     if not path.exists():
         raise XbmlError(f"metrics table {path} is missing; run `python -m xbml aggregate` first")
-    df = pd.read_csv(path)
+    text = read_text(path, "metrics table", fix)
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise XbmlError(f"metrics table {path} is not a readable CSV file ({exc}); {fix}") from None
+    if not rows or not any(rows[0]):
+        raise XbmlError(f"metrics table {path} is empty; {fix}")
+    width = len(rows[0])
+    for number, row in enumerate(rows[1:], start=2):
+        if row and len(row) != width:  # pandas would pad short rows with NaN or fail on long ones
+            raise XbmlError(
+                f"metrics table {path} is ragged: line {number} has {len(row)} fields, the header {width}; {fix}"
+            )
+    return text
+
+
+def read_metrics_table(path: str | Path) -> pd.DataFrame:
+    """The table `xbml aggregate` wrote, checked: rectangular, every id and metric column, integer
+    seeds, one row per run, seed and split, metrics NaN (missing) or finite in [0, 1]."""
+    path = Path(path)
+    fix = "rerun `python -m xbml aggregate` to write it again"
+    df = pd.read_csv(io.StringIO(_table_text(path)))
     missing = [c for c in (*ID_COLUMNS, *(m for m, _ in METRICS)) if c not in df.columns]
     if missing:
         raise XbmlError(f"metrics table {path} lacks the columns {missing}; rerun `python -m xbml aggregate`")
+    seeds = pd.to_numeric(df["seed"], errors="coerce")
+    bad = df.index[seeds.isna() | (seeds != seeds.round())]
+    if len(bad):
+        raise XbmlError(f"metrics table {path}, data row {bad[0] + 1}: seed {df['seed'][bad[0]]} is not an integer; {fix}")
+    df["seed"] = seeds.astype(int)
+    twice = df[df.duplicated(["dataset", "run", "seed", "split"], keep=False)]
+    if len(twice):
+        r = twice.iloc[0]
+        raise XbmlError(f"metrics table {path} has {len(twice)} rows for run {r['run']} seed {r['seed']} split "
+                        f"{r['split']} (one expected); {fix}")
+    for name, _ in METRICS:
+        values = pd.to_numeric(df[name], errors="coerce")
+        wrong = df.index[(values.isna() & df[name].notna()) | ~(values.isna() | values.between(0.0, 1.0))]
+        if len(wrong):
+            i, value = wrong[0], df[name][wrong[0]]
+            shown = repr(value) if isinstance(value, str) else str(value)
+            raise XbmlError(f"metrics table {path}, data row {i + 1} ({df['run'][i]} seed {df['seed'][i]}, "
+                            f"{df['split'][i]}): {name} = {shown} is not a finite number in [0, 1]; {fix}")
+        df[name] = values.astype(float)
     return df
+
+
+def table_gaps(df: pd.DataFrame, runs: list[Run], splits: list[str]) -> list[Gap]:
+    """Every planned (run, seed, split) without a row, and every row with NaN metrics, in plan order."""
+    gaps = []
+    for run in runs:
+        for split in splits:
+            rows = df[(df["run"] == run.name) & (df["seed"] == run.seed) & (df["split"] == split)]
+            if rows.empty:
+                gaps.append(Gap(run.name, run.seed, split, "no row in the metrics table"))
+                continue
+            nan = [m for m, _ in METRICS if rows[m].isna().any()]
+            if nan:
+                gaps.append(Gap(run.name, run.seed, split, f"{', '.join(nan)} NaN"))
+    return gaps
 
 
 def summary_over_seeds(df: pd.DataFrame, split: str, run_order: list[str], metrics=None) -> pd.DataFrame:

@@ -25,6 +25,8 @@ class Objective(nn.Module):
             terms["loss"] = base
             return terms
         xml = self.regularizer.from_output(out, labels, split, head=self.model.head, base_loss=self.base_loss)
-        terms["loss_xml"] = xml
-        terms["loss"] = (1.0 - self.weight) * base + self.weight * xml
+        terms["loss_xml"] = xml.loss
+        terms["xml_assign_entropy"] = xml.assign_entropy
+        terms["xml_effective_prototypes"] = xml.effective_prototypes
+        terms["loss"] = (1.0 - self.weight) * base + self.weight * xml.loss
         return terms

@@ -16,6 +16,7 @@ from xbml import __version__
 from xbml.atomic import atomic_path, write_json, write_text
 from xbml.datasets.manifest import read_manifest
 from xbml.datasets.torch_data import ManifestImages, training_batches
+from xbml.config import validate_values
 from xbml.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from xbml.inference import compute_embeddings
 from xbml.losses.base_losses import build_base_loss
@@ -26,16 +27,17 @@ from xbml.training import distributed as dist
 from xbml.training.checkpoint import config_fingerprint, load_checkpoint, save_checkpoint
 from xbml.training.device import job_threads, select_device, set_threads, use_bf16, use_channels_last, autocast
 from xbml.training.objective import Objective
-from xbml.training.run_log import JsonlLog
+from xbml.training.run_log import JsonlLog, read_jsonl
 
 log = logging.getLogger(__name__)
 
+# the XML prediction loss "learned" when it ends at most this share of chance (ln C) over the
+# last 10% of iterations: a uniform guess scores 1.0, and seed noise around it is a few percent
+LEARNED_RATIO = 0.95
+
 
 def _lr_lambda(optim_cfg: dict, iterations: int):
-    warmup = optim_cfg["warmup_iterations"]
-    schedule = optim_cfg["schedule"]
-    if schedule not in ("constant", "cosine"):
-        raise ConfigError(f"optim.schedule must be 'constant' or 'cosine', got {schedule!r}")
+    warmup, schedule = optim_cfg["warmup_iterations"], optim_cfg["schedule"]
 
     def factor(step: int) -> float:
         if warmup and step < warmup:
@@ -48,45 +50,40 @@ def _lr_lambda(optim_cfg: dict, iterations: int):
     return factor
 
 
+def _trainable(module: torch.nn.Module) -> list[torch.nn.Parameter]:
+    return [p for p in module.parameters() if p.requires_grad]
+
+
 def _optimizer(objective: Objective, optim_cfg: dict) -> torch.optim.Optimizer:
     lr, wd = optim_cfg["lr"], optim_cfg["weight_decay"]
-    groups = [{"params": list(objective.model.parameters()), "lr": lr, "name": "model"}]
-    base_params = list(objective.base_loss.parameters())
-    if base_params:  # proxies of proxy losses learn faster, as is usual for them
-        groups.append({"params": base_params, "lr": lr * 100, "name": "base_loss"})
+    # frozen parameters (frozen BatchNorm) are left out: no update and no weight decay
+    groups = [{"params": _trainable(objective.model), "lr": lr, "name": "model"}]
+    base_params = _trainable(objective.base_loss)
+    if base_params:  # the proxies of a proxy base loss
+        groups.append({"params": base_params, "lr": lr * optim_cfg["base_loss_lr_multiplier"], "name": "base_loss"})
     if objective.regularizer is not None:
         groups.append(
-            {"params": list(objective.regularizer.parameters()), "lr": lr * optim_cfg["xml_lr_multiplier"], "name": "xml"}
+            {"params": _trainable(objective.regularizer), "lr": lr * optim_cfg["xml_lr_multiplier"], "name": "xml"}
         )
-    name = optim_cfg["name"]
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, weight_decay=wd)
-    if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, weight_decay=wd)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=lr, weight_decay=wd)
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, weight_decay=wd, momentum=0.9)
-    raise ConfigError(f"unknown optim.name {name!r}; valid: adam, adamw, rmsprop, sgd")
+    factory = {
+        "adamw": torch.optim.AdamW,
+        "adam": torch.optim.Adam,
+        "rmsprop": torch.optim.RMSprop,
+        "sgd": lambda groups, **kw: torch.optim.SGD(groups, momentum=0.9, **kw),
+    }[optim_cfg["name"]]  # the name was validated with the config (xbml.config.OPTIMIZERS)
+    return factory(groups, lr=lr, weight_decay=wd)
 
 
-def check_component_names(cfg: dict) -> None:
-    """Fail on a misspelt component before any data is read or time is spent."""
-    from xbml.losses.base_losses import BASE_LOSSES, MINERS, loss_names
-    from xbml.models.backbones import BACKBONES
-
-    BACKBONES.get(cfg["model"]["backbone"])
-    loss_names()
-    BASE_LOSSES.get(cfg["loss"]["name"])
-    if cfg["loss"]["miner"] not in (None, "none", "auto"):
-        MINERS.get(cfg["loss"]["miner"])
-    if cfg["optim"]["name"] not in ("adam", "adamw", "rmsprop", "sgd"):
-        raise ConfigError(f"unknown optim.name {cfg['optim']['name']!r}; valid: adam, adamw, rmsprop, sgd")
+def freeze_batchnorm(model: torch.nn.Module) -> None:
+    """BatchNorm layers keep their parameters (no gradient) and, in `_train_mode`, their statistics."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.requires_grad_(False)
 
 
 class Trainer:
     def __init__(self, cfg: dict, out_dir: str | Path, threads: int = 0):
-        check_component_names(cfg)
+        validate_values(cfg)  # a config built in code, not by load_config, is checked too
         self.cfg = cfg
         self.out_dir = Path(out_dir)
         self.ckpt_path = self.out_dir / "checkpoints" / "last.pt"
@@ -122,6 +119,9 @@ class Trainer:
             contiguous, cfg["sampler"]["classes_per_batch"], cfg["sampler"]["images_per_class"], cfg["seed"]
         )
         self.objective = self._build_objective()
+        self.trainable = _trainable(self.objective)
+        reg = self.objective.regularizer
+        self.xml_chance = None if reg is None else reg.chance
         self.optimizer = _optimizer(self.objective, cfg["optim"])
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, _lr_lambda(cfg["optim"], cfg["train"]["iterations"])
@@ -136,6 +136,8 @@ class Trainer:
         # generator: a baseline and an XML run with one seed start from the same weights
         torch.manual_seed(cfg["seed"])
         model = build_model(cfg["model"], self.in_channels)
+        if cfg["model"]["freeze_bn"]:
+            freeze_batchnorm(model)
         num_classes = len(self.train_classes)
         base = build_base_loss(cfg["loss"], num_classes, cfg["model"]["embedding_dim"])
         xml_cfg = cfg["xml"]
@@ -153,6 +155,7 @@ class Trainer:
     def _state(self) -> dict:
         return {
             "iteration": self.iteration,
+            "planned_iterations": self.cfg["train"]["iterations"],
             "fingerprint": self.fingerprint,
             "objective": self.objective.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -173,6 +176,7 @@ class Trainer:
                 f"checkpoint {self.ckpt_path} was written with a different configuration; "
                 f"delete {self.ckpt_path.parent} to start this configuration from scratch, or rerun with the old one"
             )
+        self._check_schedule(state)
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -186,6 +190,24 @@ class Trainer:
         }
         log.info("resumed from %s at iteration %d", self.ckpt_path, self.iteration)
         return True
+
+    def _check_schedule(self, state: dict) -> None:
+        """A checkpoint must lie on the requested schedule: not past its end, and (where the
+        learning rate depends on the length) planned for the same length."""
+        done, total = int(state["iteration"]), self.cfg["train"]["iterations"]
+        planned = state.get("planned_iterations")
+        where = f"checkpoint {self.ckpt_path} is at iteration {done}"
+        if done > total:
+            raise CheckpointError(
+                f"{where}, past train.iterations={total}; rerun with train.iterations >= {done}, "
+                f"or delete {self.ckpt_path.parent} to train {total} iterations from scratch"
+            )
+        if self.cfg["optim"]["schedule"] != "constant" and planned is not None and planned != total:
+            raise CheckpointError(
+                f"{where} of a {self.cfg['optim']['schedule']} schedule planned for {planned} iterations, but "
+                f"train.iterations={total} asks for another schedule; rerun with train.iterations={planned}, "
+                f"or delete {self.ckpt_path.parent} to train {total} iterations from scratch"
+            )
 
     def save(self) -> None:
         if self.rank == 0:
@@ -254,6 +276,8 @@ class Trainer:
                 )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.cfg["optim"]["clip_grad_norm"] > 0:
+                torch.nn.utils.clip_grad_norm_(self.trainable, self.cfg["optim"]["clip_grad_norm"])
             self.optimizer.step()
             lr = self.optimizer.param_groups[0]["lr"]
             self.scheduler.step()
@@ -261,6 +285,8 @@ class Trainer:
             if self.rank == 0:
                 record = {"iteration": self.iteration, "lr": lr, "time_s": round(time.perf_counter() - t0, 5)}
                 record.update({k: float(v.detach()) for k, v in terms.items()})
+                if self.xml_chance is not None:
+                    record["xml_chance"] = self.xml_chance
                 train_log.write(record)
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
@@ -308,6 +334,33 @@ class Trainer:
                 "metrics": record,
             }
 
+    def _xml_summary(self) -> dict | None:
+        """Whether the regulariser learned: its loss over the last 10% of iterations against
+        chance (ln C), and how the prototypes were used; None for a baseline."""
+        reg = self.objective.regularizer
+        if reg is None:
+            return None
+        records = read_jsonl(self.out_dir / "train_log.jsonl")
+        window = records[-max(1, len(records) // 10):]
+        mean = lambda key: float(np.mean([r[key] for r in window])) if window else math.nan  # noqa: E731
+        final = mean("loss_xml")
+        ratio = None if reg.chance is None else final / reg.chance
+        K = reg.assign.prototypes.shape[0]
+        return {
+            "prediction_loss": reg.prediction_loss,
+            "features": reg.features,
+            "num_classes": reg.num_classes,
+            "chance_loss": reg.chance,
+            "final_loss_xml": final,
+            "ratio_to_chance": ratio,
+            "learned": None if ratio is None else bool(ratio <= LEARNED_RATIO),
+            "num_prototypes": K,
+            "max_entropy": math.log(K),
+            "final_assign_entropy": mean("xml_assign_entropy"),
+            "final_effective_prototypes": mean("xml_effective_prototypes"),
+            "window_iterations": len(window),
+        }
+
     def _finish(self, seconds: float) -> dict:
         if self.rank != 0:
             return {}
@@ -344,6 +397,7 @@ class Trainer:
             "world_size": self.world,
             "wall_time_s_this_process": round(seconds, 2),
             "config_fingerprint": self.fingerprint,
+            "xml": self._xml_summary(),
         }
         write_json(self.out_dir / "train_summary.json", summary)
         return summary

@@ -42,6 +42,11 @@ def _module_file(dataset: str) -> str:
     return path.relative_to(Path(xbml.__file__).resolve().parents[2]).as_posix()
 
 
+# dataset names and run folders are safe by construction (registry names, plan.run_name);
+# everything else a config supplies is quoted before it reaches DVC's shell
+q = shlex.quote
+
+
 def _set_args(args: list[str]) -> str:
     return " ".join(f"--set {shlex.quote(a)}" for a in args)
 
@@ -56,7 +61,7 @@ def build_pipeline(config: dict, config_path: str = "config/config.yaml") -> dic
         code = _module_file(dataset)
         fetch_deps = [code] + ([sources] if Path(sources).exists() else [])
         stages[stage_name("fetch", dataset)] = {
-            "cmd": f"python -m xbml fetch {dataset} --out {raw} --sources {sources} --seed {dcfg['split_seed']}",
+            "cmd": f"python -m xbml fetch {dataset} --out {raw} --sources {q(sources)} --seed {int(dcfg['split_seed'])}",
             "deps": fetch_deps,
             "outs": [raw],
         }
@@ -69,7 +74,7 @@ def build_pipeline(config: dict, config_path: str = "config/config.yaml") -> dic
         stages[stage_name("prepare", dataset)] = {
             "cmd": (
                 f"python -m xbml prepare {dataset} --raw {raw} --out {prepared} "
-                f"--val-fraction {dcfg['val_fraction']} --seed {dcfg['split_seed']}"
+                f"--val-fraction {float(dcfg['val_fraction'])} --seed {int(dcfg['split_seed'])}"
             ),
             "deps": [raw, code],
             "outs": [prepared],
@@ -80,7 +85,7 @@ def build_pipeline(config: dict, config_path: str = "config/config.yaml") -> dic
             args = [f"data.prepared={prepared}", *run.overrides]
             stages[stage_name("train", dataset, run.name, f"seed{run.seed}")] = {
                 "cmd": (
-                    f"{launcher(resources(config, 'train')['gpus'])} -m xbml train --config {dcfg['train_config']} {_set_args(args)} "
+                    f"{launcher(resources(config, 'train')['gpus'])} -m xbml train --config {q(dcfg['train_config'])} {_set_args(args)} "
                     f"--seed {run.seed} --threads {threads['train']} --out {folder}"
                 ),
                 "deps": [prepared, dcfg["train_config"], *TRAINING_CODE],
@@ -104,13 +109,13 @@ def build_pipeline(config: dict, config_path: str = "config/config.yaml") -> dic
                 }
                 metrics.append(met)
         stages[stage_name("aggregate", dataset)] = {
-            "cmd": f"python -m xbml aggregate --config {config_path} --dataset {dataset} --out results/{dataset}/metrics.csv",
+            "cmd": f"python -m xbml aggregate --config {q(config_path)} --dataset {dataset} --out results/{dataset}/metrics.csv",
             "deps": metrics,
             "outs": [{f"results/{dataset}/metrics.csv": {"cache": False}}],
         }
         stages[stage_name("report", dataset)] = {
             "cmd": (
-                f"python -m xbml report --config {config_path} --dataset {dataset} "
+                f"python -m xbml report --config {q(config_path)} --dataset {dataset} "
                 f"--metrics results/{dataset}/metrics.csv --out reports/{dataset}/index.html"
             ),
             "deps": [f"results/{dataset}/metrics.csv", f"results/{dataset}/data_version.json"],

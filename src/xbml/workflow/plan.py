@@ -7,7 +7,10 @@ it, so the two front doors cannot disagree about what a run is.
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,18 +27,45 @@ DEFAULT_RESOURCES = {
 }
 
 
+# run names become folder names, wildcards and shell words: one alphabet, no shell meaning
+RUN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(--[A-Za-z0-9_.]+-[A-Za-z0-9_.-]+)*")
+RUN_NAME_PATTERN = RUN_NAME.pattern  # the `run` wildcard of the Snakefile
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
+
+
 @dataclass(frozen=True)
 class Run:
     dataset: str
-    name: str  # method, plus its swept values: "xml_w@xml.weight=0.2"
+    name: str  # method, plus its swept values as a slug: "xml--xml.weight-0.2"
     method: str
     seed: int
     overrides: tuple[str, ...]
-    swept: tuple[tuple[str, object], ...] = field(default=())
+    swept: tuple[tuple[str, object], ...] = field(default=())  # (key, typed value)
 
     @property
     def folder(self) -> str:
         return f"results/{self.dataset}/{self.name}/seed{self.seed}"
+
+
+def value_slug(value) -> str:
+    """A swept value as a folder-name word: itself where it is plain (0.1, resnet50), else a
+    short hash of its canonical JSON (a mapping, a path with spaces or shell characters)."""
+    text = _override_value(value)
+    if _PLAIN_VALUE.fullmatch(text):
+        return text
+    digest = hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return f"h{digest}"
+
+
+def run_name(method: str, swept: tuple[tuple[str, object], ...]) -> str:
+    """The one formatter of run names: `method` or `method--key-value--key-value`."""
+    name = "".join([method, *(f"--{key}-{value_slug(value)}" for key, value in swept)])
+    if not RUN_NAME.fullmatch(name):
+        raise ConfigError(
+            f"workflow config: run name {name!r} of method {method!r} is not a safe name; "
+            "method names may use letters, digits and _ and must start with a letter"
+        )
+    return name
 
 
 def _schema() -> dict:
@@ -83,23 +113,41 @@ def load_workflow_config(path: str | Path) -> dict:
     return validate_config(yaml.safe_load(path.read_text()) or {})
 
 
+def _override_value(value) -> str:
+    """A value as `--set` parses it back (YAML flow style, one line)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
+
+
 def _override_args(mapping: dict) -> list[str]:
-    out = []
-    for key, value in mapping.items():
-        out.append(f"{key}={yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix('...').strip()}")
-    return out
+    return [f"{key}={_override_value(value)}" for key, value in mapping.items()]
 
 
 def _expand_method(name: str, overrides: dict) -> list[tuple[str, dict, tuple]]:
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+        raise ConfigError(
+            f"workflow config key methods: method name {name!r} must be a string of letters, digits and _ "
+            "that starts with a letter"
+        )
     fixed = {k: v for k, v in overrides.items() if not isinstance(v, list)}
     swept = [(k, v) for k, v in overrides.items() if isinstance(v, list)]
+    for key, values in swept:
+        if not values:
+            raise ConfigError(
+                f"workflow config key methods.{name}.{key}: an empty list sweeps nothing and would drop the "
+                "method; give at least one value, or a single value without brackets"
+            )
+        canonical = [json.dumps(v, sort_keys=True, default=str) for v in values]
+        if len(set(canonical)) != len(canonical):
+            raise ConfigError(
+                f"workflow config key methods.{name}.{key}: the sweep {values!r} repeats a value; "
+                "list every value once"
+            )
     if not swept:
         return [(name, fixed, ())]
     runs = []
     for values in itertools.product(*[v for _, v in swept]):
         pairs = tuple((k, val) for (k, _), val in zip(swept, values))
-        label = ",".join(f"{k}={val}" for k, val in pairs)
-        runs.append((f"{name}@{label}", {**fixed, **dict(pairs)}, pairs))
+        runs.append((run_name(name, pairs), {**fixed, **dict(pairs)}, pairs))
     return runs
 
 
@@ -133,7 +181,19 @@ def expand_runs(config: dict, check: bool = True) -> list[Run]:
                         raise ConfigError(f"workflow config, method {method!r} on dataset {dataset!r}: {exc}") from None
                 for seed in config["seeds"]:
                     runs.append(Run(dataset, name, method, seed, tuple(args), pairs))
+    _refuse_name_collisions(runs)
     return runs
+
+
+def _refuse_name_collisions(runs: list[Run]) -> None:
+    owners: dict[tuple[str, str], tuple] = {}
+    for run in runs:
+        key, owner = (run.dataset, run.name), (run.method, run.swept)
+        if owners.setdefault(key, owner) != owner:
+            raise ConfigError(
+                f"workflow config: two settings would share the run folder results/{run.dataset}/{run.name} "
+                f"({owners[key]} and {owner}); rename one of the methods"
+            )
 
 
 def resources(config: dict, rule: str) -> dict:

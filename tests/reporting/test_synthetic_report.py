@@ -1,0 +1,99 @@
+"""`xbml report` on a hand-written results tree (no training): comparisons.csv, the verdict words,
+and the XML diagnostics placed before the verdicts."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pandas as pd
+import pytest
+from synthetic import aggregate, report, write_tree, xml_summary
+
+from xbml.reporting.results import METRICS
+from xbml.reporting.statistics import compare, holm_adjust
+
+SEEDS = tuple(range(10))  # 21 tests x 2/2^10 = 0.041: a consistent difference can be significant
+RUNS = ("baseline", "xml", "xml_flat", "xml_old")
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    base = tmp_path_factory.mktemp("synthetic_report")
+    tree = write_tree(
+        base / "tree", seeds=SEEDS,
+        methods={"baseline": {}, "xml": {"xml.weight": 0.3}, "xml_flat": {"xml.weight": 0.2},
+                 "xml_old": {"xml.weight": 0.1}},
+        summaries={"xml_flat": xml_summary(learned=False, ratio=0.999), "xml_old": "absent"},
+        effects={"xml": (0.01, 0.0005), "xml_flat": (0.0, 0.004), "xml_old": (-0.02, 0.001)},
+    )
+    table = base / "metrics.csv"
+    res = aggregate(tree, table)
+    assert res.returncode == 0, res.stderr
+    page = base / "report" / "index.html"
+    res = report(tree, table, page)
+    assert res.returncode == 0, res.stderr
+    return {"tree": tree, "table": table, "page": page, "text": page.read_text()}
+
+
+def _expected(df: pd.DataFrame):
+    per = lambda run, split, metric: {  # noqa: E731
+        int(s): v for s, v in df[(df.run == run) & (df.split == split)][["seed", metric]].values}
+    comps = [compare(run, "baseline", m, split, per(run, split, m), per("baseline", split, m))
+             for run in RUNS[1:] for split in ("test", "val") for m, _ in METRICS]
+    return {(c.method, c.split, c.metric): c for c in holm_adjust(comps)}
+
+
+def test_comparisons_csv_has_the_columns_and_numbers_of_the_statistics(made):
+    path = made["page"].parent / "comparisons.csv"
+    csv = pd.read_csv(path)
+    assert list(csv.columns) == ["run", "split", "metric", "n_seeds", "mean_diff", "ci_low", "ci_high", "p_value",
+                                 "p_adjusted", "verdict"]
+    assert len(csv) == 3 * 2 * len(METRICS)
+    expected = _expected(pd.read_csv(made["table"]))
+    for row in csv.itertuples(index=False):
+        c = expected[row.run, row.split, row.metric]
+        assert row.n_seeds == len(SEEDS)
+        assert (row.mean_diff, row.ci_low, row.ci_high) == pytest.approx((c.mean, c.ci_low, c.ci_high), abs=1e-12)
+        assert row.p_value == pytest.approx(c.p_value, abs=1e-12)
+        assert row.p_adjusted == pytest.approx(c.p_adjusted, abs=1e-12)
+        assert row.verdict == c.verdict
+    verdicts = csv[csv.metric == "map_at_r"].set_index(["run", "split"])["verdict"]
+    assert verdicts["xml", "test"] == "better" and verdicts["xml_old", "test"] == "worse"
+    assert verdicts["xml_flat", "test"] == "not significant"
+    assert csv[csv.run == "xml"]["p_adjusted"].max() == pytest.approx(21 * 2 / 2 ** 10)
+
+
+def test_the_page_states_the_verdicts_and_what_the_seeds_can_show(made):
+    text = made["text"]
+    words = text[:text.index('<section id="environment"')]  # the words above the environment's config dump
+    assert "bootstrap" not in words.lower() and "t-test" not in words
+    findings = dict(re.findall(r'<li data-run="([^"]+)"[^>]*data-verdict="([^"]+)"', text))
+    assert findings == {"xml": "better", "xml_flat": "not significant", "xml_old": "worse"}
+    assert "xml improves test MAP@R by +0.010" in text
+    assert "xml_old worsens test MAP@R by -0.020" in text
+    assert "xml_flat vs baseline on test MAP@R: not significant" in text
+    assert "Test: 21 tests (3 run(s) \u00d7 metrics) share one Holm correction; with 10 seeds the smallest p the " \
+           "exact test can give is 2/2^10 = 0.00195 (Holm&#x27;s smallest adjusted p 0.041)" in text
+    assert "The smallest MAP@R difference these seeds resolve is" in text
+    header = re.search(r'<table id="comparison-test">.*?</thead>', text, re.S).group(0)
+    assert "95% t interval" in header and "Holm-adjusted p" in header and "exact sign-flip test p" in header
+
+
+def test_xml_diagnostics_come_before_the_verdicts(made):
+    text = made["text"]
+    start = text.index('id="xml-diagnostics"')
+    assert start < text.index('id="findings"') < text.index('id="comparison"')
+    block = text[start:text.index("</ul>", start)]
+    assert "xml: the XML prediction loss fell to 0.87 \u00d7 chance (ln C = 4.61) over the last 10% of iterations" \
+           in block
+    assert "xml_flat: the XML prediction loss never left chance (ln C = 4.61; it ended at 1.00 \u00d7 chance over " \
+           "the last 10% of iterations): the regulariser had no effect in this run." in block
+    assert "xml_old: XML diagnostics not recorded" in block
+    assert "baseline" not in block
+    assert text.index('id="fig-xml_prediction_loss"') < text.index('id="results"')
+    png = made["page"].parent / "xml_prediction_loss.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = text[text.index('id="xml-seeds"'):]
+    assert table.count("<tr") - 1 >= 3 * len(SEEDS)
+    assert not math.isnan(float(re.search(r"<td[^>]*>(0\.870)</td>", table).group(1)))
