@@ -25,7 +25,7 @@ esac
 
 python=.venv/bin/python
 [ -x "$python" ] || python=python3
-exec "$python" tests/slurm/local_slurm.py "$action" \
+exec "$python" scripts/slurm_local.py "$action" \
     --root "${XBML_SLURM_ROOT:-/tmp/xbml-slurm-local}" \
     --fake-gpus "${XBML_SLURM_GPUS:-2}" \
     --profile slurm/config.yaml

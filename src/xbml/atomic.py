@@ -1,4 +1,4 @@
-"""Write outputs so that a reader sees the old file or the complete new one, never half."""
+"""Write outputs so that a reader sees the old file (or folder) or the complete new one, never half."""
 
 from __future__ import annotations
 
@@ -88,3 +88,31 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def make_temp_dir(prefix: str, beside: Path) -> Path:
+    """A fresh folder in `beside` with the permissions mkdir would give (mkdtemp gives 0700)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=beside))
+    os.chmod(path, 0o777 & ~_umask())
+    return path
+
+
+def replace_dir(staging: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Rename the finished folder `staging` to `target`, replacing a previous `target`.
+
+    The old folder is first moved into ``.<target>.old-XXXXXXXX`` beside it (what
+    ``remove_stale_siblings(target, ".old-")`` cleans after a kill) and put back if the
+    second rename fails, so `target` is missing at most between two renames.
+    """
+    staging, target = Path(staging), Path(target)
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    os.replace(target, trash / "content")
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        os.replace(trash / "content", target)
+        raise
+    shutil.rmtree(trash, ignore_errors=True)

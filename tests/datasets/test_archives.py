@@ -215,7 +215,7 @@ def test_directory_member_over_a_file_member_is_refused(tmp_path):
 
 
 def test_stale_extraction_folders_are_removed_but_lookalikes_kept(tmp_path):
-    from xbml.datasets.archives import make_temp_dir
+    from xbml.atomic import make_temp_dir
 
     archive = _zip(tmp_path / "ok.zip", ["top/a.txt"])
     stale = make_temp_dir(".dataset.extracting-", tmp_path)

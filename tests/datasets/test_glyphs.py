@@ -17,6 +17,8 @@ import pytest
 
 from xbml.datasets import glyphs
 from xbml.datasets.glyphs import Glyphs
+from xbml.datasets.glyphs import dataset as glyph_dataset
+from xbml.datasets.glyphs import store as glyph_store
 from xbml.datasets.manifest import read_manifest
 from xbml.errors import ConfigError, DataError
 
@@ -222,8 +224,8 @@ def test_interrupted_fetch_leaves_nothing(tmp_path, monkeypatch):
             raise RuntimeError("simulated crash in the middle of the generation")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(glyphs, "DEFAULT_WORKERS", 1)  # in-process, so the patch applies
-    monkeypatch.setattr(glyphs, "render_image", failing)
+    monkeypatch.setattr(glyph_dataset, "DEFAULT_WORKERS", 1)  # in-process, so the patch applies
+    monkeypatch.setattr(glyph_store, "render_image", failing)
     with pytest.raises(RuntimeError, match="simulated crash"):
         Glyphs.fetch(raw, dict(SMALL), seed=0, progress=False)
     assert calls["n"] > 50
@@ -241,8 +243,8 @@ def test_failed_regeneration_keeps_the_previous_set(tmp_path, small_raw, monkeyp
     def failing(*args, **kwargs):
         raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(glyphs, "DEFAULT_WORKERS", 1)
-    monkeypatch.setattr(glyphs, "render_image", failing)
+    monkeypatch.setattr(glyph_dataset, "DEFAULT_WORKERS", 1)
+    monkeypatch.setattr(glyph_store, "render_image", failing)
     with pytest.raises(RuntimeError):
         Glyphs.fetch(raw, {**SMALL, "images_per_class": 7}, seed=0, progress=False)
     assert (raw / "glyphs.npz").read_bytes() == before

@@ -306,7 +306,7 @@ def test_sources_are_validated():
     ds = get_dataset("cars196")
     with pytest.raises(ConfigError, match="unknown key"):
         ds.resolve_sources({"mirror": []})
-    with pytest.raises(ConfigError, match="unknown file 'cars.tgz'"):
+    with pytest.raises(ConfigError, match=r"files\[0\]\.name = 'cars.tgz' is invalid: it must be one of the files of Cars196: car_ims.tgz"):
         ds.resolve_sources({"files": [{"name": "cars.tgz"}]})
     with pytest.raises(ConfigError, match="unknown key"):
         ds.resolve_sources({"files": [{"name": "car_ims.tgz", "url": "http://x"}]})
@@ -332,11 +332,29 @@ def test_shipped_sources_file_matches_the_published_checksums():
         for source in plan:
             if source.spec.name in published:
                 assert source.checksums == {"md5": published[source.spec.name]}
-                assert source.spec.md5 == published[source.spec.name]
                 assert source.urls and source.local is None
         # the code's defaults (used without a sources file) agree with the file
         default_plan, _, _ = ds.resolve_sources({})
         assert [s.checksums for s in default_plan] == [s.checksums for s in plan]
+
+
+def test_an_entry_without_checksum_or_urls_takes_the_published_ones():
+    """The checksums are written only in config/datasets.yaml; another sources file may leave them out."""
+    ds = get_dataset("cub200")
+    published = load_sources(REPO / "config" / "datasets.yaml", "cub200")["files"][0]
+    (source,), _, _ = ds.resolve_sources({"files": [{"name": "CUB_200_2011.tgz", "local": "/data/cub.tgz"}]})
+    assert source.checksums == {"md5": published["md5"]} and source.urls == published["urls"]
+    assert source.local == Path("/data/cub.tgz")
+    (unverified,), _, _ = ds.resolve_sources({"files": [{"name": "CUB_200_2011.tgz", "md5": None}]})
+    assert unverified.checksums == {}
+
+
+def test_a_bad_value_names_key_value_and_fix():
+    with pytest.raises(ConfigError) as info:
+        get_dataset("cars196").resolve_sources({"expected_counts": {"train_images": -1}})
+    assert str(info.value) == (
+        "sources of cars196: expected_counts.train_images = -1 is invalid: it must be a count (a whole number >= 0)"
+    )
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -386,7 +404,7 @@ def test_unsafe_archive_from_a_mirror_leaves_nothing(server, tmp_path):
 
 
 def test_leftovers_of_a_killed_fetch_are_removed(minis, server, tmp_path):
-    from xbml.datasets.archives import make_temp_dir
+    from xbml.atomic import make_temp_dir
 
     raw = tmp_path / "raw" / "cub200"
     raw.parent.mkdir()

@@ -52,7 +52,8 @@ def train_log(xml: bool, ratio: float = 0.87, iterations: int = 100, num_classes
 
 def write_tree(base: Path, methods: dict | None = None, seeds=(0, 1, 2), splits=("val", "test"),
                summaries: dict | None = None, report: dict | None = None, effects: dict | None = None) -> dict:
-    """A workflow config and results/syn/<run>/seed<s>/ with metrics files, summaries and logs.
+    """A workflow config and results/syn/<run>/seed<s>/ with metrics files, summaries and logs
+    (a validation log too when "val" is a split).
 
     `summaries` maps a run name to the value of train_summary.json's "xml" key for all its
     seeds (a dict, None for a baseline, or the string "absent" for an old summary without it);
@@ -93,6 +94,10 @@ def write_tree(base: Path, methods: dict | None = None, seeds=(0, 1, 2), splits=
         ratio = xml["ratio_to_chance"] if isinstance(xml, dict) and xml.get("ratio_to_chance") else 1.0
         lines = [json.dumps(r) for r in train_log(uses_xml, ratio)]
         (folder / "train_log.jsonl").write_text("\n".join(lines) + "\n")
+        if "val" in splits:
+            final = metric_values(run.seed, "val", effect, 0.0)["map_at_r"]
+            evals = [{"iteration": it, "map_at_r": round(final * it / 100, 6)} for it in (20, 40, 60, 80, 100)]
+            (folder / "val_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in evals))
     return {"config": config_path, "results": results, "base": base}
 
 

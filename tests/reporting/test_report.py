@@ -1,9 +1,11 @@
-"""`xbml aggregate` and `xbml report` on a results tree made by really training tiny models.
+"""`xbml aggregate` and `xbml report`: how the numbers, statistics and figures reach the page.
 
-The tree (built once per session, ~1 minute on one core) holds two datasets:
-- `blobs`: baseline, xml (w = 0.3) and a sweep xml_w over w in {0.1, 0.6}, seeds 0-2,
-  query = reference minus self, with validation classes;
-- `qg`: the baseline alone, seeds 0-1, with a query/gallery test protocol (as In-Shop).
+Rendering is tested on results trees written by hand (`synthetic`, no training):
+- `syn`: baseline, xml (w = 0.3) and a sweep xml_w over w in {0.1, 0.6}, seeds 0-2, with
+  validation classes, Snakemake benchmark files and a data version;
+- `solo`: the baseline alone, seeds 0-1.
+One test (`test_report_draws_the_pictures_of_trained_models`) trains two tiny models, since the
+pictures need a real model.pt and embeddings.
 """
 
 from __future__ import annotations
@@ -24,50 +26,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from synthetic import DATASET, write_tree
 
 from conftest import PYTHON, ROOT, make_blob_dataset
 from xbml.reporting.results import METRICS
 
 SEEDS = [0, 1, 2]
-TRAIN_CONFIG = {
-    "data": {"image_size": 32, "max_classes": 0},
-    "model": {"backbone": "glyph_convnet", "embedding_dim": 32},
-    "loss": {"name": "multi_similarity"},
-    "sampler": {"classes_per_batch": 6, "images_per_class": 4},
-    "optim": {"lr": 0.003},
-    "train": {"iterations": 30, "checkpoint_every": 10, "eval_every": 10, "progress": False, "threads": 1},
-    "eval": {"batch_size": 128},
-}
+METHODS = {"baseline": {}, "xml": {"xml.weight": 0.3}, "xml_w": {"xml.weight": [0.1, 0.6]}}
+ITERATIONS = 100  # what synthetic.write_tree logs and summarises
 
 
-# -- building the tree -------------------------------------------------------------------------
-def make_query_gallery_dataset(out: Path) -> Path:
-    """Blobs whose test classes are split into query and gallery images (In-Shop protocol)."""
-    from xbml.datasets.manifest import Manifest, read_manifest, write_manifest
-
-    make_blob_dataset(out, classes=20, per_class=8, val_fraction=0.2, seed=3)
-    m = read_manifest(out)
-    roles = np.array(["both"] * len(m), dtype=object)
-    for c in np.unique(m.labels[m.splits == "test"]):
-        idx = np.flatnonzero((m.labels == c) & (m.splits == "test"))
-        roles[idx[: len(idx) // 2]] = "query"
-        roles[idx[len(idx) // 2 :]] = "gallery"
-    m.info["protocol"] = "query_gallery"
-    write_manifest(out, Manifest(m.images, m.labels, m.splits, roles, m.folds, info=m.info))
-    return out
-
-
-def _embed_and_evaluate(folder: Path, splits) -> None:
-    """The workflow's own steps: `xbml embed` and `xbml evaluate` of each split."""
-    from xbml.cli import main
-
-    for split in splits:
-        emb = folder / f"embeddings_{split}.npz"
-        assert main(["embed", "--model", str(folder / "model.pt"), "--split", split, "--out", str(emb),
-                     "--threads", "1", "--no-progress"]) == 0
-        assert main(["evaluate", str(emb), "--threads", "1", "--out", str(folder / f"metrics_{split}.json")]) == 0
-
-
+# -- building the trees -------------------------------------------------------------------------
 def _write_benchmark(path: Path, seconds: float, rss: float) -> None:
     """A Snakemake benchmark file (its real column layout)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,56 +48,27 @@ def _write_benchmark(path: Path, seconds: float, rss: float) -> None:
     )
 
 
-def build_results(base: Path) -> dict:
-    """Train every run of two workflow configs under `base` (skipped when already built)."""
-    from xbml.config import load_config
-    from xbml.training.trainer import train
-    from xbml.workflow.plan import expand_runs, validate_config
+def _provenance(tree: dict) -> None:
+    """Benchmarks of every train job and of fetch, and the data version, as the workflow leaves them."""
+    from xbml.workflow.plan import expand_runs, load_workflow_config
 
-    paths = {"base": base, "results": base / "results"}
-    for name, methods, seeds, prepared in (
-        ("blobs", {"baseline": {}, "xml": {"xml.weight": 0.3}, "xml_w": {"xml.weight": [0.1, 0.6]}}, SEEDS, None),
-        ("qg", {"baseline": {}}, [0, 1], None),
-    ):
-        cfg_path = base / f"config_{name}.yaml"
-        paths[name] = cfg_path
-        if (base / f"{name}.done").exists():
-            continue
-        if name == "blobs":
-            prepared = make_blob_dataset(base / "prepared" / name, classes=24, per_class=8, val_fraction=0.25, seed=1)
-        else:
-            prepared = make_query_gallery_dataset(base / "prepared" / name)
-        train_cfg = base / f"train_{name}.yaml"
-        train_cfg.write_text(yaml.safe_dump({**TRAIN_CONFIG, "data": {**TRAIN_CONFIG["data"], "prepared": str(prepared)}}))
-        workflow = {
-            "datasets": {name: {"train_config": str(train_cfg), "val_fraction": 0.25}},
-            "methods": methods,
-            "baseline": "baseline",
-            "seeds": seeds,
-            "report": {"confidence": 0.9, "retrieval_queries": 4, "retrieval_k": 4, "tsne_classes": 8},
-        }
-        cfg_path.write_text(yaml.safe_dump(workflow, sort_keys=False))
-        config = validate_config(workflow)
-        for i, run in enumerate(expand_runs(config, check=False)):
-            folder = paths["results"] / Path(run.folder).relative_to("results")
-            overrides = [*run.overrides, f"seed={run.seed}"]
-            train(load_config(config["datasets"][name]["train_config"], overrides), folder, threads=1)
-            _embed_and_evaluate(folder, config["eval_splits"])
-            _write_benchmark(
-                paths["results"] / name / "benchmarks" / "train" / run.name / f"seed{run.seed}.tsv", 10.0 + i, 500.0 + i
-            )
-        _write_benchmark(paths["results"] / name / "benchmarks" / "fetch.tsv", 3.5, 120.0)
-        (paths["results"] / name / "data_version.json").write_text(json.dumps(
-            {"dataset": name, "path": f"data/raw/{name}", "dvc_md5": "0123456789abcdef0123456789abcdef.dir",
-             "remote": "local", "pushed": True}
-        ))
-        (base / f"{name}.done").write_text("ok")
-    return paths
+    bench = tree["results"] / DATASET / "benchmarks"
+    for i, run in enumerate(expand_runs(load_workflow_config(tree["config"]), check=False)):
+        _write_benchmark(bench / "train" / run.name / f"seed{run.seed}.tsv", 10.0 + i, 500.0 + i)
+    _write_benchmark(bench / "fetch.tsv", 3.5, 120.0)
+    (tree["results"] / DATASET / "data_version.json").write_text(json.dumps(
+        {"dataset": DATASET, "path": f"data/raw/{DATASET}", "dvc_md5": "0123456789abcdef0123456789abcdef.dir",
+         "remote": "local", "pushed": True}
+    ))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> dict:
-    return build_results(tmp_path_factory.getbasetemp() / "reporting_tree")
+    base = tmp_path_factory.mktemp("reporting_trees")
+    syn = write_tree(base / "syn", methods=METHODS, seeds=SEEDS, report={"confidence": 0.9})
+    _provenance(syn)
+    solo = write_tree(base / "solo", methods={"baseline": {}}, seeds=(0, 1))
+    return {"syn": syn, "solo": solo}
 
 
 def _cli(*args, cwd=ROOT) -> subprocess.CompletedProcess:
@@ -136,21 +76,22 @@ def _cli(*args, cwd=ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([PYTHON, "-m", "xbml", *map(str, args)], cwd=cwd, capture_output=True, text=True, env=env)
 
 
-@pytest.fixture(scope="session")
+def _aggregate_and_report(t: dict, out: Path, *extra) -> dict:
+    """aggregate + report through the CLI, as the workflow runs them."""
+    csv_path = t["results"] / DATASET / "metrics.csv"
+    agg = _cli("aggregate", "--config", t["config"], "--dataset", DATASET, "--results", t["results"], "--out", csv_path)
+    assert agg.returncode == 0, agg.stderr
+    html_path = out / "index.html"
+    rep = _cli("report", "--config", t["config"], "--dataset", DATASET, "--results", t["results"],
+               "--metrics", csv_path, "--out", html_path, *extra)
+    assert rep.returncode == 0, rep.stderr
+    return {"csv": csv_path, "html": html_path, "stdout": rep.stdout}
+
+
+@pytest.fixture(scope="module")
 def reports(tree, tmp_path_factory) -> dict:
-    """aggregate + report of both datasets through the CLI, as the workflow runs them."""
     out = tmp_path_factory.mktemp("reports")
-    made = {}
-    for name in ("blobs", "qg"):
-        csv_path = tree["results"] / name / "metrics.csv"
-        agg = _cli("aggregate", "--config", tree[name], "--dataset", name, "--results", tree["results"], "--out", csv_path)
-        assert agg.returncode == 0, agg.stderr
-        html_path = out / name / "index.html"
-        rep = _cli("report", "--config", tree[name], "--dataset", name, "--results", tree["results"],
-                   "--metrics", csv_path, "--out", html_path)
-        assert rep.returncode == 0, rep.stderr
-        made[name] = {"csv": csv_path, "html": html_path, "stdout": rep.stdout}
-    return made
+    return {name: _aggregate_and_report(t, out / name) for name, t in tree.items()}
 
 
 # -- reading the page back -------------------------------------------------------------------------
@@ -226,8 +167,8 @@ def _recompute(csv_path: Path) -> pd.DataFrame:
 
 # -- aggregate ------------------------------------------------------------------------------------
 def test_aggregate_has_a_row_per_run_seed_and_split_with_every_metric(tree, reports):
-    df = pd.read_csv(reports["blobs"]["csv"])
-    runs = _run_names(tree["blobs"])
+    df = pd.read_csv(reports["syn"]["csv"])
+    runs = _run_names(tree["syn"]["config"])
     assert len(runs) == 4
     assert len(df) == len(runs) * len(SEEDS) * 2
     assert list(df.columns[:6]) == ["dataset", "run", "method", "seed", "split", "xml.weight"]
@@ -241,38 +182,38 @@ def test_aggregate_has_a_row_per_run_seed_and_split_with_every_metric(tree, repo
     assert sorted(set(sweep["xml.weight"])) == [0.1, 0.6]
     assert df[df["method"] != "xml_w"]["xml.weight"].isna().all()
     for row in df.itertuples(index=False):
-        folder = tree["results"] / "blobs" / row.run / f"seed{row.seed}"
+        folder = tree["syn"]["results"] / DATASET / row.run / f"seed{row.seed}"
         metrics = json.loads((folder / f"metrics_{row.split}.json").read_text())
         for m, _ in METRICS:
             assert getattr(row, m) == metrics[m]  # exact: the CSV keeps every digit
         assert row.eval_num_queries == metrics["num_queries"]  # evaluation bookkeeping, prefixed
         summary = json.loads((folder / "train_summary.json").read_text())
         assert row.selected_iteration == summary["selected_iteration"]
-        assert row.iterations == TRAIN_CONFIG["train"]["iterations"]
+        assert row.iterations == ITERATIONS
         steps = [json.loads(line)["time_s"] for line in (folder / "train_log.jsonl").read_text().splitlines()]
         assert row.train_time_s == pytest.approx(sum(steps), abs=1e-3)
         assert row.train_wall_time_s == summary["wall_time_s_this_process"]
     # the aggregate is written atomically: no temporary files are left beside it
-    assert not [p for p in reports["blobs"]["csv"].parent.iterdir() if p.name.startswith(".metrics.csv")]
+    assert not [p for p in reports["syn"]["csv"].parent.iterdir() if p.name.startswith(".metrics.csv")]
 
 
 def test_aggregate_names_a_missing_metrics_file(tree, tmp_path):
-    config = yaml.safe_load(tree["blobs"].read_text())
+    config = yaml.safe_load(tree["syn"]["config"].read_text())
     config["seeds"] = [*SEEDS, 9]  # a seed that never ran
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(config))
     out = tmp_path / "metrics.csv"
-    res = _cli("aggregate", "--config", cfg, "--dataset", "blobs", "--results", tree["results"], "--out", out)
+    res = _cli("aggregate", "--config", cfg, "--dataset", DATASET, "--results", tree["syn"]["results"], "--out", out)
     assert res.returncode == 2
-    missing = tree["results"] / "blobs" / "baseline" / "seed9" / "metrics_val.json"
+    missing = tree["syn"]["results"] / DATASET / "baseline" / "seed9" / "metrics_val.json"
     assert f"metrics file {missing} is missing" in res.stderr
     assert "xbml evaluate" in res.stderr and "Traceback" not in res.stderr
     assert not out.exists()
 
 
 def test_aggregate_rejects_an_unknown_dataset(tree, tmp_path):
-    res = _cli("aggregate", "--config", tree["blobs"], "--dataset", "nope", "--results", tree["results"],
-               "--out", tmp_path / "m.csv")
+    res = _cli("aggregate", "--config", tree["syn"]["config"], "--dataset", "nope", "--results",
+               tree["syn"]["results"], "--out", tmp_path / "m.csv")
     assert res.returncode == 2 and "'nope' is not in the workflow config" in res.stderr
 
 
@@ -292,28 +233,98 @@ def _check_images(page: Page, folder: Path) -> list[str]:
         with Image.open(io.BytesIO(png)) as im:
             assert im.size[0] >= 400 and im.size[1] >= 150
         assert img.get("alt")
+        assert img["data-file"] not in names, img["data-file"]  # each figure once
         file = folder / img["data-file"]
         assert file.read_bytes() == png  # the same figure is written beside the page
         names.append(img["data-file"])
     return names
 
 
-def test_report_figures_are_embedded_pngs_and_files(tree, reports):
-    from xbml.reporting import figure_names
-    from xbml.workflow.plan import load_workflow_config
+def _not_drawn(text: str) -> dict[str, str]:
+    """The page's list of placeholder figures: file -> why."""
+    block = re.search(r'<ul id="not-drawn-figures">(.*?)</ul>', text, re.S)
+    items = re.findall(r'<li data-file="([^"]+)"><code>[^<]+</code>: (.*?)</li>', block.group(1)) if block else []
+    return {name: html.unescape(why) for name, why in items}
 
-    for name in ("blobs", "qg"):
+
+def _placeholder_pngs_are_pictures(folder: Path, names) -> None:
+    from PIL import Image
+
+    for name in names:
+        with Image.open(folder / name) as im:
+            im.verify()
+
+
+def test_report_writes_every_figure_and_shows_or_explains_each(reports):
+    """Every file of FIGURES is written (the workflow declares them all); the page shows each
+    drawn one once and lists every placeholder with its reason."""
+    from xbml.reporting import figure_names
+
+    expected_drawn = {
+        "syn": {"metrics_test.png", "metrics_val.png", "paired_differences.png", "sweeps.png", "training_curves.png",
+                "validation_curves.png", "xml_prediction_loss.png"},
+        "solo": {"metrics_test.png", "metrics_val.png", "training_curves.png", "validation_curves.png"},
+    }
+    for name, drawn in expected_drawn.items():
         html_path = reports[name]["html"]
-        page = _page(html_path)
-        shown = _check_images(page, html_path.parent)
-        planned = figure_names(load_workflow_config(tree[name]), name)
-        assert sorted(p.name for p in html_path.parent.glob("*.png")) == sorted(planned)
-        assert sorted(shown) == sorted(planned)  # every planned figure could be drawn here
+        text = html_path.read_text()
+        shown = _check_images(_page(html_path), html_path.parent)
+        assert sorted(p.name for p in html_path.parent.glob("*.png")) == sorted(figure_names())
+        assert set(shown) == drawn
+        missing = _not_drawn(text)
+        assert set(missing) == set(figure_names()) - drawn
+        _placeholder_pngs_are_pictures(html_path.parent, missing)
+        assert missing["retrieval.png"] == "disabled (report.retrieval_queries = 0)"
+        assert missing["tsne.png"] == "disabled (report.tsne_classes = 0)"
         assert (html_path.parent / "metrics.csv").read_bytes() == reports[name]["csv"].read_bytes()
-        assert "<script" not in html_path.read_text()  # self-contained and static
-    blobs = set(figure_names(load_workflow_config(tree["blobs"]), "blobs"))
-    assert {"paired_differences.png", "sweeps.png", "prototype_maps.png", "prototype_usage.png",
-            "retrieval.png", "tsne.png", "training_curves.png", "validation_curves.png"} <= blobs
+        assert "<script" not in text  # self-contained and static
+    solo = _not_drawn(reports["solo"]["html"].read_text())
+    assert solo["sweeps.png"] == "no method of the workflow config sweeps a hyper-parameter"
+    assert solo["xml_prediction_loss.png"] == solo["prototype_maps.png"] == "no run of this report trains with XML"
+    assert solo["paired_differences.png"] == "only one run, 'baseline': nothing to compare"
+    assert _not_drawn(reports["syn"]["html"].read_text())["prototype_maps.png"].startswith("cannot draw: ")
+
+
+def _figcaption(text: str, name: str) -> str:
+    stem = name.removesuffix(".png")
+    return re.search(rf'<figure id="fig-{stem}">.*?<figcaption>(.*?)</figcaption>', text, re.S).group(1)
+
+
+def test_figure_captions_come_from_the_workflow_caption_files(reports):
+    from xbml.reporting.captions import rst_to_html
+
+    text = reports["syn"]["html"].read_text()
+    paired = _figcaption(text, "paired_differences.png")
+    assert paired.startswith("Paired differences to the baseline <strong>baseline</strong>: ")
+    assert "at confidence 0.9," in paired and "below 1 \u2212 0.9 too" in paired
+    assert "<code>comparisons.csv</code>" in paired
+    assert "<em>" not in paired and "**" not in paired and "``" not in paired
+    curves = _figcaption(text, "training_curves.png")
+    assert "<code>loss</code> is the optimised total" in curves and "<code>loss_xml</code>" in curves
+    assert "<strong>test classes</strong>" in _figcaption(text, "metrics_test.png")
+    assert "of syn over" in _figcaption(text, "xml_prediction_loss.png")  # {{ snakemake.wildcards.dataset }}
+    assert "{{" not in text and "Placeholders" not in text and "Caption of" not in text  # the .rst comments
+    for name in ("metrics_test.png", "sweeps.png", "training_curves.png"):
+        rst = (ROOT / "workflow" / "report" / name.replace(".png", ".rst")).read_text()
+        caption = rst_to_html(rst, DATASET, {"baseline": "baseline", "report": {"confidence": 0.9}})
+        assert _figcaption(text, name).startswith(caption), name
+
+
+def test_report_fails_clearly_without_a_caption_file(tree, reports, tmp_path):
+    captions = tmp_path / "captions"
+    shutil.copytree(ROOT / "workflow" / "report", captions)
+    (captions / "sweeps.rst").unlink()
+    out = tmp_path / "r" / "index.html"
+    t = tree["syn"]
+    res = _cli("report", "--config", t["config"], "--dataset", DATASET, "--results", t["results"],
+               "--metrics", reports["syn"]["csv"], "--out", out, "--captions", captions)
+    assert res.returncode == 2
+    assert f"caption file {captions / 'sweeps.rst'} is missing" in res.stderr and "--captions" in res.stderr
+    assert "Traceback" not in res.stderr and not out.parent.exists()
+    # the default folder is workflow/report of the working directory, not of the package
+    res = _cli("report", "--config", t["config"], "--dataset", DATASET, "--results", t["results"],
+               "--metrics", reports["syn"]["csv"], "--out", out, cwd=tmp_path)
+    assert res.returncode == 2 and "caption file workflow/report/metrics_test.rst is missing" in res.stderr
 
 
 def _cells(page: Page, table: str) -> list[dict]:
@@ -322,7 +333,7 @@ def _cells(page: Page, table: str) -> list[dict]:
 
 
 def test_report_tables_hold_the_numbers_of_the_csv(reports):
-    for name in ("blobs", "qg"):
+    for name in ("syn", "solo"):
         df = _recompute(reports[name]["csv"])
         page = _page(reports[name]["html"])
         for split in ("test", "val"):
@@ -347,10 +358,10 @@ def test_report_states_each_comparison_with_the_statistics_of_the_csv(tree, repo
     from xbml.reporting.statistics import compare, describe, holm_adjust
     from xbml.workflow.plan import load_workflow_config
 
-    config = load_workflow_config(tree["blobs"])
-    df = _recompute(reports["blobs"]["csv"])
-    page = _page(reports["blobs"]["html"])
-    others = _run_names(tree["blobs"])[1:]
+    config = load_workflow_config(tree["syn"]["config"])
+    df = _recompute(reports["syn"]["csv"])
+    page = _page(reports["syn"]["html"])
+    others = _run_names(tree["syn"]["config"])[1:]
 
     def per(r, split, metric):
         return {int(s): v for s, v in df[(df.run == r) & (df.split == split)][["seed", metric]].values}
@@ -366,7 +377,7 @@ def test_report_states_each_comparison_with_the_statistics_of_the_csv(tree, repo
 
     # the summary: xml itself and the sweep's setting selected on validation MAP@R
     val = df[df.split == "val"].groupby("run")["map_at_r"].mean()
-    chosen = val[_sweep_names(tree["blobs"])].idxmax()
+    chosen = val[_sweep_names(tree["syn"]["config"])].idxmax()
     findings = {a["data-run"]: text for a, text in page.findings}
     assert set(findings) == {"xml", chosen}
     for run, text in findings.items():
@@ -391,11 +402,12 @@ def test_report_states_each_comparison_with_the_statistics_of_the_csv(tree, repo
             c = stats(attrs["data-run"], split, attrs["data-metric"])
             assert [cells[f"\u0394 seed {s}"] for s in SEEDS] == [f"{d:+.4f}" for d in c.differences]
             assert cells["mean \u0394"] == f"{c.mean:+.4f}"
-            assert cells["95% t interval"] == f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
+            level = round(config["report"]["confidence"] * 100)  # 90: the tree's, not the default
+            assert cells[f"{level}% t interval"] == f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
             assert cells["exact sign-flip test p"] == f"{c.p_value:.3f}"
             assert cells["Holm-adjusted p"] == f"{c.p_adjusted:.3f}"
             assert cells["verdict"] == c.verdict
-    comparisons = pd.read_csv(reports["blobs"]["html"].parent / "comparisons.csv")
+    comparisons = pd.read_csv(reports["syn"]["html"].parent / "comparisons.csv")
     assert len(comparisons) == len(family)
     for row in comparisons.itertuples(index=False):
         c = stats(row.run, row.split, row.metric)
@@ -411,12 +423,14 @@ def test_report_states_each_comparison_with_the_statistics_of_the_csv(tree, repo
 
 
 def test_report_environment_and_sections(tree, reports):
-    text = reports["blobs"]["html"].read_text()
-    page = _page(reports["blobs"]["html"])
+    from xbml.reporting import environment
+
+    text = reports["syn"]["html"].read_text()
+    page = _page(reports["syn"]["html"])
     assert {"summary", "xml", "xml-diagnostics", "results", "comparison", "sweeps", "training", "pictures",
-            "environment", "data"} <= page.ids
+            "not-drawn", "environment", "data"} <= page.ids
     xml_runs = re.findall(r'<ul class="xml-diagnostics" id="xml-diagnostics">(.*?)</ul>', text, re.S)[0]
-    assert re.findall(r'<li data-run="([^"]+)">', xml_runs) == _run_names(tree["blobs"])[1:]
+    assert re.findall(r'<li data-run="([^"]+)">', xml_runs) == _run_names(tree["syn"]["config"])[1:]
     assert "0123456789abcdef0123456789abcdef.dir" in text  # the DVC hash of the data
     libraries = {t[0][1].strip(): t[1][1].strip() for t in page.tables["libraries"][1:]}
     for lib in ("torch", "torchvision", "faiss", "pytorch-metric-learning", "numpy", "snakemake", "dvc"):
@@ -424,36 +438,39 @@ def test_report_environment_and_sections(tree, reports):
     bench = {row[0][1]: row for row in page.tables["benchmarks"][1:]}
     assert set(bench) == {"train", "fetch"}
     assert bench["train"][1][1] == str(4 * len(SEEDS))  # one job per run and seed
-    assert "git-commit" in page.ids or "Code commit unknown" in text
+    git = environment.git_state(ROOT)  # the report ran in ROOT
+    if git["commit"]:
+        state = "dirty: uncommitted changes to tracked files" if git["dirty"] else "clean"
+        assert f'Commit <code id="git-commit">{git["commit"]}</code> ({state}).' in text
+    else:
+        assert f"Code commit unknown ({html.escape(git['note'], quote=True)})" in text
     assert "xml.weight" in text and "confidence: 0.9" in text  # the workflow config
 
 
-def test_report_of_a_baseline_only_query_gallery_dataset(reports):
-    page = _page(reports["qg"]["html"])
-    text = reports["qg"]["html"].read_text()
-    assert "comparison" not in page.ids and "sweeps" not in page.ids
+def test_report_of_a_baseline_only_dataset(reports):
+    page = _page(reports["solo"]["html"])
+    text = reports["solo"]["html"].read_text()
+    assert "comparison" not in page.ids and "sweeps" not in page.ids and "xml" not in page.ids
     assert not page.findings
     assert "Only one method, <b>baseline</b>, was run: there is nothing to compare it with." in text
-    assert "query vs gallery" in text
-    assert "prototype_maps.png" not in text  # the baseline has no prototypes
-    assert {"retrieval.png", "tsne.png"} <= {img["data-file"] for img in page.images}
+    assert not pd.read_csv(reports["solo"]["html"].parent / "comparisons.csv").shape[0]
 
 
 def test_report_is_deterministic(tree, reports, tmp_path):
     """Everything but the pictures' pixels is identical on a second run (the statistics are exact)."""
     from xbml.reporting.report import build_report
 
-    name = "qg"
     again = tmp_path / "index.html"
-    build_report(tree[name], name, reports[name]["csv"], again, tree["results"])
-    strip = lambda t: re.sub(r'src="data:image/png;base64,[^"]*"', 'src=""', t)
-    first = strip(reports[name]["html"].read_text())
+    build_report(tree["solo"]["config"], DATASET, reports["solo"]["csv"], again, tree["solo"]["results"],
+                 captions=ROOT / "workflow" / "report")
+    strip = lambda t: re.sub(r'src="data:image/png;base64,[^"]*"', 'src=""', t)  # noqa: E731
+    first = strip(reports["solo"]["html"].read_text())
     second = strip(again.read_text())
-    first = first.replace(str(reports[name]["html"].parent), "")
+    first = first.replace(str(reports["solo"]["html"].parent), "")
     assert first == second
 
 
-def test_report_with_only_a_test_split_and_pictures_disabled(tree, tmp_path):
+def test_report_with_only_a_test_split_and_pictures_disabled(tmp_path):
     """A figure that does not apply is still written (workflows declare the files) and the page
     says why it is missing instead of showing it."""
     from xbml.reporting import figure_names
@@ -461,35 +478,96 @@ def test_report_with_only_a_test_split_and_pictures_disabled(tree, tmp_path):
     from xbml.reporting.tables import aggregate_rows
     from xbml.workflow.plan import load_workflow_config
 
-    config = yaml.safe_load(tree["qg"].read_text())
-    config["eval_splits"] = ["test"]
-    config["report"].update(retrieval_queries=0, tsne_classes=0)
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump(config))
+    t = write_tree(tmp_path / "tree", methods={"baseline": {}}, seeds=(0, 1), splits=("test",))
     csv_path = tmp_path / "metrics.csv"
-    table = aggregate_rows(load_workflow_config(cfg), "qg", tree["results"])
+    table = aggregate_rows(load_workflow_config(t["config"]), DATASET, t["results"])
     assert set(table["split"]) == {"test"}
     table.to_csv(csv_path, index=False)
     out = tmp_path / "report" / "index.html"
-    build_report(cfg, "qg", csv_path, out, tree["results"])
+    build_report(t["config"], DATASET, csv_path, out, t["results"], captions=ROOT / "workflow" / "report")
     page = _page(out)
     assert "summary-test" in page.tables and "summary-val" not in page.tables
     text = out.read_text()
     assert "not drawn: disabled (report.retrieval_queries = 0)" in text
     assert "not drawn: disabled (report.tsne_classes = 0)" in text
-    names = figure_names(load_workflow_config(cfg), "qg")
-    assert "metrics_val.png" not in names
-    assert sorted(p.name for p in out.parent.glob("*.png")) == sorted(names)
+    assert _not_drawn(text)["metrics_val.png"] == "the metrics table has no val rows"
+    assert sorted(p.name for p in out.parent.glob("*.png")) == sorted(figure_names())
     _check_images(page, out.parent)
-    assert {img["data-file"] for img in page.images} == {"metrics_test.png", "training_curves.png", "validation_curves.png"}
+    assert {img["data-file"] for img in page.images} == {"metrics_test.png", "training_curves.png"}
 
 
 def test_report_fails_clearly_without_the_metrics_table(tree, tmp_path):
-    res = _cli("report", "--config", tree["qg"], "--dataset", "qg", "--results", tree["results"],
+    t = tree["solo"]
+    res = _cli("report", "--config", t["config"], "--dataset", DATASET, "--results", t["results"],
                "--metrics", tmp_path / "none.csv", "--out", tmp_path / "r" / "index.html")
     assert res.returncode == 2
     assert "metrics table" in res.stderr and "xbml aggregate" in res.stderr
     assert not (tmp_path / "r" / "index.html").exists()
+
+
+# -- from really trained models ----------------------------------------------------------------
+TRAIN_CONFIG = {
+    "data": {"image_size": 32, "max_classes": 0},
+    "model": {"backbone": "glyph_convnet", "embedding_dim": 16},
+    "loss": {"name": "multi_similarity"},
+    "sampler": {"classes_per_batch": 4, "images_per_class": 4},
+    "optim": {"lr": 0.003},
+    "train": {"iterations": 6, "checkpoint_every": 3, "eval_every": 3, "progress": False, "threads": 1},
+    "eval": {"batch_size": 128},
+}
+
+
+def make_query_gallery_dataset(out: Path) -> Path:
+    """Blobs whose test classes are split into query and gallery images (In-Shop protocol)."""
+    from xbml.datasets.manifest import Manifest, read_manifest, write_manifest
+
+    make_blob_dataset(out, classes=16, per_class=6, val_fraction=0.25, seed=3)
+    m = read_manifest(out)
+    roles = np.array(["both"] * len(m), dtype=object)
+    for c in np.unique(m.labels[m.splits == "test"]):
+        idx = np.flatnonzero((m.labels == c) & (m.splits == "test"))
+        roles[idx[: len(idx) // 2]] = "query"
+        roles[idx[len(idx) // 2 :]] = "gallery"
+    m.info["protocol"] = "query_gallery"
+    write_manifest(out, Manifest(m.images, m.labels, m.splits, roles, m.folds, info=m.info))
+    return out
+
+
+def test_report_draws_the_pictures_of_trained_models(tmp_path):
+    """The pictures need what only training leaves: model.pt (prototypes, image config) and the
+    test embeddings; the smallest such tree: a baseline and an XML run, one seed, six iterations."""
+    from xbml.cli import main
+    from xbml.config import load_config
+    from xbml.training.trainer import train
+    from xbml.workflow.plan import expand_runs, validate_config
+
+    prepared = make_query_gallery_dataset(tmp_path / "prepared")
+    train_cfg = tmp_path / "train.yaml"
+    train_cfg.write_text(yaml.safe_dump({**TRAIN_CONFIG, "data": {**TRAIN_CONFIG["data"], "prepared": str(prepared)}}))
+    workflow = {
+        "datasets": {DATASET: {"train_config": str(train_cfg), "val_fraction": 0.25}},
+        "methods": {"baseline": {}, "xml": {"xml.weight": 0.3}}, "baseline": "baseline", "seeds": [0],
+        "report": {"retrieval_queries": 3, "retrieval_k": 3, "tsne_classes": 4},
+    }
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(workflow, sort_keys=False))
+    config = validate_config(workflow)
+    results = tmp_path / "results"
+    for run in expand_runs(config, check=False):
+        folder = results / Path(run.folder).relative_to("results")
+        train(load_config(str(train_cfg), [*run.overrides, f"seed={run.seed}"]), folder, threads=1)
+        for split in config["eval_splits"]:
+            emb = folder / f"embeddings_{split}.npz"
+            assert main(["embed", "--model", str(folder / "model.pt"), "--split", split, "--out", str(emb),
+                         "--threads", "1", "--no-progress"]) == 0
+            assert main(["evaluate", str(emb), "--threads", "1", "--out", str(folder / f"metrics_{split}.json")]) == 0
+    made = _aggregate_and_report({"config": config_path, "results": results}, tmp_path / "report")
+    text = made["html"].read_text()
+    shown = _check_images(_page(made["html"]), made["html"].parent)
+    assert {"retrieval.png", "tsne.png", "prototype_maps.png", "prototype_usage.png"} <= set(shown)
+    assert "Protocol: query vs gallery; 3 neighbours per query. Left baseline, right xml" in text
+    assert "Run xml, seed 0, prototypes of its last iteration: K = " in text
+    assert not set(_not_drawn(text)) & set(shown)
 
 
 # -- in a browser ---------------------------------------------------------------------------------
@@ -516,7 +594,7 @@ def _chromium(*args, profile: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("name", ["blobs", "qg"])
+@pytest.mark.parametrize("name", ["syn", "solo"])
 def test_report_renders_in_a_headless_browser(reports, name, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip("headless chromium is not installed at /usr/bin/chromium (CI installs it: apt-get install chromium)")
@@ -531,7 +609,7 @@ def test_report_renders_in_a_headless_browser(reports, name, tmp_path):
     assert body, dom.stdout[:500]
     attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', body.group(1)))
     total = int(attrs["data-images-total"])
-    assert total == len(Page(html_path.read_text()).images) and total >= 5
+    assert total == len(Page(html_path.read_text()).images) and total >= 4
     assert int(attrs["data-images-loaded"]) == total, "some figures did not load in the browser"
     df = pd.read_csv(reports[name]["csv"])
     rendered = json.loads(html.unescape(attrs["data-rendered-map"]))

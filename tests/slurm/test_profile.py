@@ -87,12 +87,29 @@ def test_data_and_evaluation_jobs_are_cpu_only(rule):
     assert "--cpus-per-task=" in options and "--mem " in options and " -t " in options
 
 
-def test_placeholders_are_empty_so_the_cluster_defaults_apply():
-    profile = _profile()
-    assert profile["default-resources"]["slurm_account"] == ""
-    assert profile["default-resources"]["slurm_partition"] == ""
-    # one GPU partition value, shared through a YAML anchor
-    assert profile["set-resources"]["train"]["slurm_partition"] == profile["set-resources"]["embed"]["slurm_partition"]
+def _workflow_rules() -> set[str]:
+    import re
+
+    files = [ROOT / "workflow/Snakefile", *sorted((ROOT / "workflow/rules").glob("*.smk"))]
+    pattern = re.compile(r"^(?:rule|checkpoint)\s+(\w+)\s*:", re.MULTILINE)
+    return {name for f in files for name in pattern.findall(f.read_text())}
+
+
+def test_every_profile_key_is_an_option_snakemake_or_the_plugin_accepts():
+    """A misspelt key would be a profile setting that silently does nothing."""
+    from snakemake.cli import get_argument_parser
+
+    options = {o for action in get_argument_parser()._actions for o in action.option_strings}
+    unknown = [key for key in _profile() if f"--{key}" not in options]
+    assert not unknown, f"not options of snakemake {sorted(options)[:5]}...: {unknown}"
+
+
+@pytest.mark.parametrize("section", ["set-resources", "set-threads"])
+def test_every_rule_the_profile_sizes_is_a_rule_of_the_workflow(section):
+    """A renamed rule would silently fall back to the default resources on the cluster."""
+    rules = _workflow_rules()
+    assert {"fetch", "prepare", "train", "embed", "evaluate"} <= rules  # the parsing finds rules at all
+    assert set(_profile()[section]) <= rules, sorted(set(_profile()[section]) - rules)
 
 
 def test_the_default_workflow_profile_holds_no_cluster_settings():

@@ -1,11 +1,26 @@
 # The seaborn/HTML report of a dataset (reports/<dataset>/), also shown by `snakemake --report`.
 
+import os
 
+from xbml.reporting.figures import FIGURES
+
+
+# every figure of the page is declared (the report writes a placeholder for one that does not
+# apply), so `snakemake --report` holds them all, captioned by the same .rst files as the page
 rule report:
     input:
         metrics="results/{dataset}/metrics.csv",
         version="results/{dataset}/data_version.json",
     output:
+        **{
+            Path(name).stem: report(
+                f"reports/{{dataset}}/{name}",
+                caption=f"../report/{Path(name).stem}.rst",
+                category="{dataset}",
+                labels={"figure": title},
+            )
+            for name, title in FIGURES.items()
+        },
         html=report(
             "reports/{dataset}/index.html",
             caption="../report/index.rst",
@@ -24,17 +39,19 @@ rule report:
             category="{dataset}",
             labels={"figure": "paired comparisons"},
         ),
-    params:
-        config=CONFIG_PATH,
     log:
         "logs/{dataset}/report.log",
-    conda:
-        "../../environment.yml"
     benchmark:
         "results/{dataset}/benchmarks/report.tsv"
+    conda:
+        "../../environment.yml"
+    params:
+        config=CONFIG_PATH,
+        # relative, so that moving the checkout does not change the params and rerun the report
+        captions=os.path.relpath(Path(workflow.basedir) / "report"),
     shell:
         "python -m xbml report --config {params.config:q} --dataset {wildcards.dataset:q} "
-        "--metrics {input.metrics:q} --out {output.html:q} > {log:q} 2>&1"
+        "--metrics {input.metrics:q} --captions {params.captions:q} --out {output.html:q} > {log:q} 2>&1"
 
 
 # cheap, or (fetch) needing the internet that cluster compute nodes often lack

@@ -21,25 +21,15 @@ import re
 import shutil
 import stat
 import tarfile
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
-from xbml.atomic import remove_stale_siblings
+from xbml.atomic import make_temp_dir, remove_stale_siblings, replace_dir
 from xbml.errors import DataError
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-def make_temp_dir(prefix: str, beside: Path) -> Path:
-    """A fresh folder in `beside` with the permissions mkdir would give (mkdtemp gives 0700)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=beside))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o777 & ~umask)
-    return path
 
 
 def archive_kind(path: str | os.PathLike) -> str:
@@ -254,19 +244,10 @@ def extract(
     for infix in (".extracting-", ".old-"):  # left by an extraction that was killed
         remove_stale_siblings(target, infix)
     tmp = make_temp_dir(f".{target.name}.extracting-", target.parent)
-    old: Path | None = None
     try:
         extract_into(archive, tmp, progress=progress)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, old / "content")
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not target.exists() and (old / "content").exists():
-            os.replace(old / "content", target)
-        raise
+        replace_dir(tmp, target)
     finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from xbml.datasets.download import content_problem
-from xbml.datasets.real_dataset import Annotations, FileSpec, RealDataset
+from xbml.datasets.annotations import Annotations
+from xbml.datasets.real_dataset import RealDataset
 from xbml.datasets.registry import DATASETS
+from xbml.datasets.sources import FileSpec
 from xbml.errors import DataError
 
 FIRST_TEST_CLASS = 99
@@ -24,25 +26,9 @@ FIRST_TEST_CLASS = 99
 class Cars196(RealDataset):
     name = "cars196"
     title = "Cars196"
-    files = (
-        FileSpec(
-            "car_ims.tgz",
-            md5="d5c8f0aa497503f355e17dc7886c3f14",
-            urls=(
-                "http://ai.stanford.edu/~jkrause/car196/car_ims.tgz",
-                "http://imagenet.stanford.edu/internal/car196/car_ims.tgz",
-            ),
-            top="car_ims",
-        ),
-        FileSpec(
-            "cars_annos.mat",
-            md5="b407c6086d669747186bd1d764ff9dbc",
-            urls=(
-                "http://ai.stanford.edu/~jkrause/car196/cars_annos.mat",
-                "http://imagenet.stanford.edu/internal/car196/cars_annos.mat",
-            ),
-            archive=False,
-        ),
+    files = (  # checksums and mirrors: config/datasets.yaml
+        FileSpec("car_ims.tgz", top="car_ims"),
+        FileSpec("cars_annos.mat", archive=False),
     )
     required = ("car_ims", "cars_annos.mat")
     expected_counts = {"train_images": 8054, "train_classes": 98, "test_images": 8131, "test_classes": 98}

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from xbml.datasets.real_dataset import Annotations, FileSpec, RealDataset, parse_int, read_rows
+from xbml.datasets.annotations import Annotations, parse_int, read_rows
+from xbml.datasets.real_dataset import RealDataset
 from xbml.datasets.registry import DATASETS
+from xbml.datasets.sources import FileSpec
 from xbml.errors import DataError
 
 FIRST_TEST_CLASS = 101
@@ -21,16 +23,8 @@ FIRST_TEST_CLASS = 101
 class Cub200(RealDataset):
     name = "cub200"
     title = "CUB-200-2011"
-    files = (
-        FileSpec(
-            "CUB_200_2011.tgz",
-            md5="97eceeb196236b17998738112f37df78",
-            urls=(
-                "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz?download=1",
-                "http://www.vision.caltech.edu/visipedia-data/CUB-200-2011/CUB_200_2011.tgz",
-            ),
-            top="CUB_200_2011",
-        ),
+    files = (  # checksums and mirrors: config/datasets.yaml
+        FileSpec("CUB_200_2011.tgz", top="CUB_200_2011"),
     )
     required = ("CUB_200_2011/images.txt", "CUB_200_2011/image_class_labels.txt", "CUB_200_2011/images")
     expected_counts = {"train_images": 5864, "train_classes": 100, "test_images": 5924, "test_classes": 100}

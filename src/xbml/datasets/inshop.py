@@ -14,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from xbml.datasets.real_dataset import Annotations, FileSpec, RealDataset, parse_int, read_rows
+from xbml.datasets.annotations import Annotations, parse_int, read_rows
+from xbml.datasets.real_dataset import RealDataset
 from xbml.datasets.registry import DATASETS
+from xbml.datasets.sources import FileSpec
 from xbml.errors import DataError
 
 HEADER = ["image_name", "item_id", "evaluation_status"]
@@ -28,7 +30,7 @@ class InShop(RealDataset):
     name = "inshop"
     title = "In-Shop Clothes Retrieval"
     protocol = "query_gallery"
-    files = (
+    files = (  # checksums and mirrors: config/datasets.yaml
         FileSpec("img.zip", top="img"),
         FileSpec("list_eval_partition.txt", archive=False, dest="Eval"),
     )

@@ -22,16 +22,21 @@ path must stay inside the raw folder), checks the counts against the published
 ones (or the ``expected_counts`` recorded by fetch) and that every listed image
 exists, and writes the common manifest.
 
-The sources block of a dataset (config/datasets.yaml, see docs/datasets.md)::
+The sources block of a dataset (config/datasets.yaml, see docs/datasets.md; its schema is
+:meth:`RealDataset.sources_schema`)::
 
     cub200:
       download_dir: data/downloads         # optional; default: `downloads` beside the raw folder
       expected_counts: {train_images: 6}   # optional; replaces the published counts
       files:
         - name: CUB_200_2011.tgz
-          md5: 97eceeb196236b17998738112f37df78
+          md5: <hex digest>                # or sha256:; null: accept it unverified
           urls: [https://...]              # tried in order
           local: /data/CUB_200_2011.tgz    # optional; a downloaded file or extracted folder
+
+The published checksums and mirrors are stated once, in the repository's
+config/datasets.yaml: a file entry of another sources file (``--sources``) that gives no
+checksum or no ``urls`` takes them from there.
 """
 
 from __future__ import annotations
@@ -40,58 +45,32 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import ClassVar, Iterator
+from typing import ClassVar
 
 import numpy as np
 
-from xbml.atomic import remove_stale_siblings, write_json
-from xbml.datasets.archives import extract_into, is_absolute_path, make_temp_dir, resolve_inside
+from xbml.atomic import make_temp_dir, remove_stale_siblings, replace_dir, write_json
+from xbml.datasets.annotations import Annotations
+from xbml.datasets.archives import extract_into, is_absolute_path, resolve_inside
+from xbml.datasets.base import Dataset
 from xbml.datasets.download import (
-    ALGORITHMS,
     checksum_mismatch,
     content_message,
     content_problem,
     download,
     file_hash,
     mismatch_message,
-    normalize_checksums,
 )
 from xbml.datasets.manifest import Manifest, split_classes, write_manifest
-from xbml.errors import ConfigError, DataError
+from xbml.datasets.sources import FileSpec, Source, resolve_sources, sources_schema
+from xbml.errors import DataError
 
 log = logging.getLogger(__name__)
 
 MARKER = "fetch.json"
-SOURCE_KEYS = ("download_dir", "expected_counts", "files")
-FILE_KEYS = ("name", "local", "urls") + ALGORITHMS
 DOCS = "docs/datasets.md"
-
-
-@dataclass(frozen=True)
-class FileSpec:
-    """One file of a dataset as its authors distribute it."""
-
-    name: str
-    md5: str | None = None
-    urls: tuple[str, ...] = ()
-    # an archive is unpacked into `dest`; any other file is copied into `dest`
-    archive: bool = True
-    # the folder the archive holds, so that `local:` may point at an already extracted copy
-    top: str | None = None
-    dest: str = "."
-
-
-@dataclass
-class Source:
-    """A file resolved against the sources block: what to verify and where to get it."""
-
-    spec: FileSpec
-    checksums: dict[str, str]
-    urls: list[str]
-    local: Path | None
 
 
 @dataclass
@@ -102,53 +81,6 @@ class Obtained:
     record: dict = field(default_factory=dict)
     # a download without a checksum: deleted when it does not unpack into a readable raw folder
     discard_on_failure: bool = False
-
-
-@dataclass
-class Annotations:
-    images: list[str]
-    labels: np.ndarray
-    partition: np.ndarray
-    # where each image is listed ("path:line"), for error messages; None: unknown
-    origins: list[str] | None = None
-
-    def origin(self, i: int) -> str:
-        return self.origins[i] if self.origins is not None else f"image {i} of the annotations"
-
-
-def read_rows(path: Path, columns: int, skip: int = 0) -> Iterator[tuple[int, list[str]]]:
-    """(line number, fields) of a whitespace-separated text file; DataError on a short row."""
-    if not path.is_file():
-        raise DataError(f"annotation file {path} is missing; the raw folder is incomplete: delete it and fetch again")
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if number <= skip or not line.strip():
-                continue
-            fields = line.split()
-            if len(fields) < columns:
-                raise DataError(f"{path}:{number}: expected {columns} columns, got {line.strip()!r}")
-            yield number, fields
-
-
-def parse_int(path: Path, number: int, text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise DataError(f"{path}:{number}: {text!r} is not an integer") from None
-
-
-def _swap_into_place(staging: Path, target: Path) -> None:
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    os.replace(target, trash / "content")
-    try:
-        os.replace(staging, target)
-    except BaseException:
-        os.replace(trash / "content", target)
-        raise
-    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _leaves(folder: str, path: str) -> bool:
@@ -168,11 +100,9 @@ def read_marker(raw_dir: str | os.PathLike) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-class RealDataset:
+class RealDataset(Dataset):
     """Base class: subclasses declare their files and counts and implement the two hooks."""
 
-    name: ClassVar[str] = ""
-    title: ClassVar[str] = ""
     # "self": query = reference minus self; "query_gallery": separate query and gallery sets
     protocol: ClassVar[str] = "self"
     files: ClassVar[tuple[FileSpec, ...]] = ()
@@ -220,71 +150,13 @@ class RealDataset:
     # ---- sources -------------------------------------------------------------------------------
 
     @classmethod
+    def sources_schema(cls) -> dict:
+        return sources_schema(cls)
+
+    @classmethod
     def resolve_sources(cls, sources: dict | None) -> tuple[list[Source], Path | None, dict[str, int]]:
         """(files, download_dir or None, expected counts) from a dataset's sources block."""
-        sources = sources or {}
-        where = f"sources of {cls.name}"
-        if not isinstance(sources, dict):
-            raise ConfigError(f"{where} must be a mapping with keys {', '.join(SOURCE_KEYS)}")
-        unknown = sorted(set(sources) - set(SOURCE_KEYS))
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {', '.join(SOURCE_KEYS)}")
-        entries = sources.get("files") or []
-        if not isinstance(entries, list):
-            raise ConfigError(f"{where}: `files` must be a list of entries with name, md5, urls, local")
-        names = [s.name for s in cls.files]
-        by_name: dict[str, dict] = {}
-        for entry in entries:
-            if not isinstance(entry, dict) or "name" not in entry:
-                raise ConfigError(f"{where}: every entry of `files` needs a `name`, got {entry!r}")
-            bad = sorted(set(entry) - set(FILE_KEYS))
-            if bad:
-                raise ConfigError(
-                    f"{where}: file {entry['name']!r} has unknown key(s) {bad}; valid keys: {', '.join(FILE_KEYS)}"
-                )
-            if entry["name"] not in names:
-                raise ConfigError(f"{where}: unknown file {entry['name']!r}; {cls.title} has: {', '.join(names)}")
-            if entry["name"] in by_name:
-                raise ConfigError(f"{where}: file {entry['name']!r} is listed twice")
-            by_name[entry["name"]] = entry
-        resolved = []
-        for spec in cls.files:
-            entry = by_name.get(spec.name, {})
-            what = f"{where}: {spec.name}"
-            if any(a in entry for a in ALGORITHMS):
-                checksums = normalize_checksums({a: entry.get(a) for a in ALGORITHMS if a in entry}, what)
-            else:
-                checksums = normalize_checksums({"md5": spec.md5}, what)
-            urls = entry.get("urls", list(spec.urls)) or []
-            if isinstance(urls, str):
-                urls = [urls]
-            if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
-                raise ConfigError(f"{what}: `urls` must be a list of URLs")
-            local = entry.get("local")
-            if local is not None and not isinstance(local, str):
-                raise ConfigError(f"{what}: `local` must be a path")
-            resolved.append(Source(spec, checksums, urls, Path(local).expanduser() if local else None))
-        download_dir = sources.get("download_dir")
-        if download_dir is not None and not isinstance(download_dir, str):
-            raise ConfigError(f"{where}: `download_dir` must be a path")
-        expected = sources.get("expected_counts")
-        if expected is None:
-            expected = dict(cls.expected_counts)
-        else:
-            if not isinstance(expected, dict):
-                raise ConfigError(f"{where}: `expected_counts` must map {', '.join(cls.count_keys())} to numbers")
-            bad = sorted(set(expected) - set(cls.count_keys()))
-            if bad:
-                raise ConfigError(
-                    f"{where}: unknown expected_counts key(s) {bad}; valid: {', '.join(cls.count_keys())}"
-                )
-            for key, value in expected.items():
-                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                    raise ConfigError(f"{where}: expected_counts.{key} must be a count, got {value!r}")
-            if not expected:
-                log.warning("%s: expected_counts is empty: prepare will not check the image counts", cls.name)
-            expected = dict(expected)
-        return resolved, Path(download_dir).expanduser() if download_dir else None, expected
+        return resolve_sources(cls, cls.check_sources(sources))
 
     @classmethod
     def _missing_source(cls, source: Source) -> DataError:
@@ -445,7 +317,7 @@ class RealDataset:
                     "expected_counts": expected,
                 },
             )
-            _swap_into_place(staging, raw)
+            replace_dir(staging, raw)
         except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
             if isinstance(exc, DataError):
@@ -530,8 +402,7 @@ class RealDataset:
     def prepare(cls, raw_dir, out_dir, val_fraction: float = 0.2, seed: int = 0) -> None:
         """Parse the raw annotations, check them, and write manifest.csv + dataset.json into `out_dir`."""
         raw, out = Path(raw_dir), Path(out_dir)
-        if not 0.0 <= val_fraction < 1.0:
-            raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        cls.check_val_fraction(val_fraction)
         if not raw.is_dir():
             raise DataError(f"{raw} does not exist; run `python -m xbml fetch {cls.name} --out {raw}` first")
         recorded = read_marker(raw)

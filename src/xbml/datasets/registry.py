@@ -1,11 +1,11 @@
-"""Dataset registry: a name in the config -> how to fetch its raw files and prepare its manifest.
+"""Dataset registry: a name in the config -> the :class:`xbml.datasets.base.Dataset` subclass that
+fetches its raw files and prepares its manifest.
 
-A dataset module registers a class with two hooks:
-
-- ``fetch(raw_dir, sources, progress) -> None``: make ``raw_dir`` hold the verified raw
-  files (download, or generate for the embedded dataset); a no-op when already there.
-- ``prepare(raw_dir, out_dir, val_fraction, seed) -> None``: write the common manifest
-  (see :mod:`xbml.datasets.manifest`) into ``out_dir``.
+``xbml fetch`` calls ``fetch(raw_dir, sources=..., seed=..., progress=...)``: make ``raw_dir``
+hold the verified raw files (download, or generate for the embedded dataset, where `seed` is
+the generation seed); a no-op when already there. ``xbml prepare`` calls
+``prepare(raw_dir, out_dir, val_fraction=..., seed=...)``: write the common manifest (see
+:mod:`xbml.datasets.manifest`) into ``out_dir``.
 """
 
 from __future__ import annotations

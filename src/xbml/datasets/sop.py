@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from xbml.datasets.real_dataset import Annotations, FileSpec, RealDataset, parse_int, read_rows
+from xbml.datasets.annotations import Annotations, parse_int, read_rows
+from xbml.datasets.real_dataset import RealDataset
 from xbml.datasets.registry import DATASETS
+from xbml.datasets.sources import FileSpec
 from xbml.errors import DataError
 
 HEADER = ["image_id", "class_id", "super_class_id", "path"]
@@ -21,16 +23,8 @@ HEADER = ["image_id", "class_id", "super_class_id", "path"]
 class StanfordOnlineProducts(RealDataset):
     name = "sop"
     title = "Stanford Online Products"
-    files = (
-        FileSpec(
-            "Stanford_Online_Products.zip",
-            md5="7f73d41a2f44250d4779881525aea32e",
-            urls=(
-                "https://drive.usercontent.google.com/download?id=1TclrpQOF_ullUP99wk_gjGN8pKvtErG8"
-                "&export=download&confirm=t",
-            ),
-            top="Stanford_Online_Products",
-        ),
+    files = (  # checksums and mirrors: config/datasets.yaml
+        FileSpec("Stanford_Online_Products.zip", top="Stanford_Online_Products"),
     )
     required = (
         "Stanford_Online_Products/Ebay_train.txt",

@@ -26,20 +26,22 @@ class Backbone(nn.Module):
     in_channels: int = 3
 
 
-def _conv_block(cin: int, cout: int, pool: bool) -> nn.Sequential:
+def _conv_block(cin: int, cout: int, pool: type[nn.Module] | None) -> nn.Sequential:
     layers: list[nn.Module] = [
         nn.Conv2d(cin, cout, 3, padding=1, bias=False),
         nn.BatchNorm2d(cout),
         nn.ReLU(inplace=True),
     ]
-    if pool:
-        layers.append(nn.MaxPool2d(2))
+    if pool is not None:
+        layers.append(pool(2))
     return nn.Sequential(*layers)
 
 
 @BACKBONES.register("glyph_convnet")
 class GlyphConvNet(Backbone):
     """4 conv blocks (32-64-128-128) for 32x32 glyphs: a 4x4x128 map, as in facts.md."""
+
+    pool: type[nn.Module] = nn.MaxPool2d
 
     def __init__(self, in_channels: int = 1, pretrained: bool = False, weights_path: str | None = None):
         super().__init__()
@@ -48,14 +50,23 @@ class GlyphConvNet(Backbone):
         self.in_channels = in_channels
         self.out_channels = 128
         self.features = nn.Sequential(
-            _conv_block(in_channels, 32, True),
-            _conv_block(32, 64, True),
-            _conv_block(64, 128, True),
-            _conv_block(128, 128, False),
+            _conv_block(in_channels, 32, self.pool),
+            _conv_block(32, 64, self.pool),
+            _conv_block(64, 128, self.pool),
+            _conv_block(128, 128, None),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
+
+
+@BACKBONES.register("glyph_convnet_avgpool")
+class GlyphConvNetAvgPool(GlyphConvNet):
+    """The glyph net with 2x2 average-pool downsampling: on the CPU, max-pool's backward (it keeps
+    indices) was 17% of a step; with channels_last this net's step is cheaper
+    (benchmarks/bench_glyph_step.py prints the ratio)."""
+
+    pool = nn.AvgPool2d
 
 
 def torchvision_cache_path(weights) -> Path:
@@ -124,6 +135,6 @@ class ResNet50(TorchvisionResNet):
 
 def build_backbone(name: str, in_channels: int, pretrained: bool = False, weights_path: str | None = None) -> Backbone:
     cls = BACKBONES.get(name)
-    if name != "glyph_convnet":
+    if not name.startswith("glyph_convnet"):
         in_channels = 3  # torchvision nets take RGB; grey images are expanded in forward
     return cls(in_channels=in_channels, pretrained=pretrained, weights_path=weights_path)

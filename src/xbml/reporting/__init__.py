@@ -2,9 +2,11 @@
 
 One concept per module: `results` (reading a results tree), `tables`, `statistics`
 (exact sign-flip tests, t intervals, Holm), `xml_diagnostics` (did the regulariser
-learn), `plots` (seaborn figures of the metrics and logs), `pictures` (retrieval grids,
-prototype maps, t-SNE; these need torch), `environment` and `html`; `figures`
-names the PNG files a report writes so a workflow can declare them up front.
+learn), `analysis` (every number and choice of a report, computed once), `captions` (the
+workflow's report/*.rst as HTML), `figures` (the PNG files a report writes, so a workflow can
+declare them up front, and the charts), `picture_figures` (retrieval, t-SNE, prototypes),
+`plots` and `pictures` (drawing; pictures need torch), `page` and `page_tables` (the HTML),
+`environment`, `html` and `report` (writing it all).
 """
 
 from xbml.reporting.figures import figure_names

@@ -1,16 +1,43 @@
-"""Which PNG files a report writes, decided from the workflow config alone.
+"""The report's figures: which PNG files it writes, and each chart drawn from the analysis.
 
-The HTML page shows the figures that apply; the same names are always written
-(a figure that cannot be drawn from the results says why instead), so a
-workflow can declare them as outputs before anything has run.
+Every name in FIGURES is written by every report, so a workflow can declare them all up front
+(Snakemake's report() outputs); a figure that cannot be drawn for an experiment (no sweep, no
+XML run, no test split, ...) is a small placeholder PNG that says why, and the page says so too.
+The charts are here; the pictures of images and embeddings are in `picture_figures`. Captions
+come from the caption files (`captions`), never from code.
 """
 
 from __future__ import annotations
 
-from xbml.reporting.results import dataset_runs, run_names
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 from xbml.workflow.plan import Run
 
+if TYPE_CHECKING:
+    from xbml.reporting.analysis import Analysis
+    from xbml.reporting.captions import Captions
+
 XML_LOSS_FIGURE = "xml_prediction_loss.png"
+
+# file -> title (the placeholder's heading and the label in `snakemake --report`), in page order
+FIGURES = {
+    "metrics_test.png": "metrics on the test split",
+    "metrics_val.png": "metrics on the validation split",
+    "paired_differences.png": "paired differences to the baseline",
+    "sweeps.png": "MAP@R against swept hyper-parameters",
+    "training_curves.png": "training loss curves",
+    "validation_curves.png": "validation MAP@R during training",
+    XML_LOSS_FIGURE: "XML prediction loss against chance",
+    "retrieval.png": "retrieval examples",
+    "tsne.png": "t-SNE of test embeddings",
+    "prototype_maps.png": "prototype assignment maps",
+    "prototype_usage.png": "prototype usage",
+}
+
+
+def figure_names() -> list[str]:
+    return list(FIGURES)
 
 
 def runs_xml(config: dict, run: Run) -> bool:
@@ -27,20 +54,114 @@ def runs_xml(config: dict, run: Run) -> bool:
     return cfg["xml"]["weight"] > 0 or cfg["xml"]["force_compute"]
 
 
-def figure_names(config: dict, dataset: str) -> list[str]:
-    runs = dataset_runs(config, dataset)
-    splits = config.get("eval_splits", ["val", "test"])
-    names = [f"metrics_{split}.png" for split in splits]
-    if len(run_names(runs)) > 1:
-        names.append("paired_differences.png")
-    if any(r.swept for r in runs):
-        names.append("sweeps.png")
-    with_xml = any(runs_xml(config, r) for r in runs)
-    names += ["training_curves.png", "validation_curves.png"]
-    if with_xml:
-        names.append(XML_LOSS_FIGURE)
-    if "test" in splits:
-        names += ["retrieval.png", "tsne.png"]
-        if with_xml:
-            names += ["prototype_maps.png", "prototype_usage.png"]
-    return names
+@dataclass
+class Figure:
+    name: str
+    png: bytes
+    alt: str
+    details: str = ""  # plain text: what this report's figure shows (runs, seed, sizes) beyond its caption
+    drawn: bool = True  # False: a placeholder that says why the figure is missing
+    message: str = ""
+    caption: str = ""  # HTML, from the caption file
+
+
+def drawn(name: str, fig, alt: str = "", details: str = "") -> Figure:
+    from xbml.reporting import plots
+
+    return Figure(name, plots.png_bytes(fig), alt or FIGURES[name], details)
+
+
+def placeholder(name: str, message: str) -> Figure:
+    from xbml.reporting import plots
+
+    title = FIGURES[name]
+    return Figure(name, plots.png_bytes(plots.message_figure(title, message)), title, drawn=False, message=message)
+
+
+def draw_all(a: Analysis, captions: Captions) -> dict[str, Figure]:
+    """Every figure of FIGURES, drawn or a placeholder, with its caption."""
+    from xbml.reporting import picture_figures, plots
+
+    palette = plots.run_palette(a.order, a.baseline)
+    figures = [metrics_figure(a, "test", palette), metrics_figure(a, "val", palette),
+               differences_figure(a, palette), sweeps_figure(a),
+               training_curves_figure(a, palette), validation_curves_figure(a, palette), xml_loss_figure(a, palette),
+               *picture_figures.draw(a)]
+    out = {f.name: f for f in figures}
+    assert list(out) == list(FIGURES), list(out)
+    for f in out.values():
+        f.caption = captions.html(f.name, a.dataset, a.config)
+    return out
+
+
+def metrics_figure(a: Analysis, split: str, palette) -> Figure:
+    from xbml.reporting import plots
+
+    name = f"metrics_{split}.png"
+    if split not in a.splits:
+        return placeholder(name, f"the metrics table has no {split} rows")
+    return drawn(name, plots.metrics_figure(a.df, split, a.order, palette, a.dataset),
+                 f"retrieval metrics per run on the {split} split")
+
+
+def differences_figure(a: Analysis, palette) -> Figure:
+    from xbml.reporting import plots
+    from xbml.reporting.analysis import MAIN_METRICS
+
+    name = "paired_differences.png"
+    rows = [c for c in a.comparisons if c.metric in MAIN_METRICS]
+    if rows:
+        return drawn(name, plots.differences_figure(rows, a.order, palette, a.dataset))
+    if len(a.order) == 1:
+        return placeholder(name, f"only one run, {a.order[0]!r}: nothing to compare")
+    if a.baseline not in a.order:
+        return placeholder(name, f"the baseline {a.baseline!r} is not in the metrics table")
+    return placeholder(name, f"no run shares a seed with the baseline {a.baseline!r}")
+
+
+def sweeps_figure(a: Analysis) -> Figure:
+    from xbml.reporting import plots
+
+    name = "sweeps.png"
+    if not a.swept_methods:
+        return placeholder(name, "no method of the workflow config sweeps a hyper-parameter")
+    if not a.sweeps:
+        return placeholder(name, "the metrics table has no swept settings")
+    sweeps = [(s.method, s.key, s.others) for s in a.sweeps]
+    return drawn(name, plots.sweep_figure(a.df, sweeps, a.baseline, a.selected, a.confidence, a.dataset))
+
+
+def training_curves_figure(a: Analysis, palette) -> Figure:
+    from xbml.reporting import plots
+
+    name = "training_curves.png"
+    if a.train_logs.empty:
+        return placeholder(name, "no train_log.jsonl was found in the run folders")
+    return drawn(name, plots.training_curves_figure(a.train_logs, a.order, palette, a.dataset))
+
+
+def validation_curves_figure(a: Analysis, palette) -> Figure:
+    from xbml.reporting import plots
+    from xbml.reporting.results import PRIMARY
+
+    name = "validation_curves.png"
+    if a.val_logs.empty or PRIMARY not in a.val_logs.columns:
+        return placeholder(name, "no validation log: the dataset has no validation classes (val_fraction = 0)")
+    return drawn(name, plots.validation_curves_figure(a.val_logs, a.order, palette, a.dataset))
+
+
+def xml_loss_figure(a: Analysis, palette) -> Figure:
+    from xbml.reporting import plots
+
+    if not a.xml:
+        return placeholder(XML_LOSS_FIGURE, "no run of this report trains with XML")
+    xml_runs = {d.run for d in a.xml}
+    logs = a.train_logs
+    if "loss_xml" in logs:
+        logs = logs[logs["run"].isin(xml_runs) & logs["loss_xml"].notna()]
+    if logs.empty or "loss_xml" not in logs:
+        return placeholder(XML_LOSS_FIGURE, "no loss_xml in the train_log.jsonl of the XML runs")
+    no_chance = sorted(xml_runs & set(logs["run"]) - set(a.chance))
+    details = (f"No chance level is known for {', '.join(no_chance)} (its prediction loss is not a softmax over "
+               "classes, or it was not recorded)." if no_chance else "")
+    return drawn(XML_LOSS_FIGURE, plots.xml_loss_figure(logs, a.order, palette, a.chance, a.dataset), details=details)
