@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from xbml.datasets.sources import PUBLISHED_SOURCES
 import yaml
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -316,8 +318,9 @@ def test_sources_are_validated():
         ds.resolve_sources({"files": [{"name": "car_ims.tgz", "md5": "123"}]})
 
 
-def test_shipped_sources_file_matches_the_published_checksums():
+def test_shipped_sources_files_resolve_to_the_published_checksums():
     path = REPO / "config" / "datasets.yaml"
+    assert not any(f.keys() & {"md5", "sha256"} for b in yaml.safe_load(path.read_text()).values() for f in b["files"])
     published = {
         "CUB_200_2011.tgz": "97eceeb196236b17998738112f37df78",
         "car_ims.tgz": "d5c8f0aa497503f355e17dc7886c3f14",
@@ -333,15 +336,15 @@ def test_shipped_sources_file_matches_the_published_checksums():
             if source.spec.name in published:
                 assert source.checksums == {"md5": published[source.spec.name]}
                 assert source.urls and source.local is None
-        # the code's defaults (used without a sources file) agree with the file
+        # without a sources file the same published checksums apply
         default_plan, _, _ = ds.resolve_sources({})
         assert [s.checksums for s in default_plan] == [s.checksums for s in plan]
 
 
 def test_an_entry_without_checksum_or_urls_takes_the_published_ones():
-    """The checksums are written only in config/datasets.yaml; another sources file may leave them out."""
+    """The checksums are written only in the package's published sources; a sources file may leave them out."""
     ds = get_dataset("cub200")
-    published = load_sources(REPO / "config" / "datasets.yaml", "cub200")["files"][0]
+    published = load_sources(PUBLISHED_SOURCES, "cub200")["files"][0]
     (source,), _, _ = ds.resolve_sources({"files": [{"name": "CUB_200_2011.tgz", "local": "/data/cub.tgz"}]})
     assert source.checksums == {"md5": published["md5"]} and source.urls == published["urls"]
     assert source.local == Path("/data/cub.tgz")

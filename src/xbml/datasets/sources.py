@@ -24,9 +24,9 @@ SOURCE_KEYS = ("download_dir", "expected_counts", "files")
 FILE_KEYS = ("name", "local", "urls") + ALGORITHMS
 
 DEFAULT_SOURCES = Path("config/datasets.yaml")
-#: the one place the published checksums and mirrors are written: the repository's sources
-#: file, found from the package (not the working directory) so that --sources files may omit them
-PUBLISHED_SOURCES = Path(__file__).resolve().parents[3] / "config" / "datasets.yaml"
+#: the one place the published checksums and mirrors are written; package data, so that it is
+#: found from any working directory without reading the repository
+PUBLISHED_SOURCES = Path(__file__).with_name("published_sources.yaml")
 
 
 def load_sources(path: str | Path | None, dataset: str) -> dict:
@@ -46,8 +46,8 @@ def load_sources(path: str | Path | None, dataset: str) -> dict:
 
 
 def published_sources(dataset: str) -> dict:
-    """The block of `dataset` in the repository's config/datasets.yaml; {} without one."""
-    return load_sources(PUBLISHED_SOURCES, dataset) if PUBLISHED_SOURCES.is_file() else {}
+    """The published block of `dataset` (package data); {} for a dataset without one."""
+    return load_sources(PUBLISHED_SOURCES, dataset)
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def resolve_sources(cls, sources: dict) -> tuple[list[Source], Path | None, dict
         given = entry if any(a in entry for a in ALGORITHMS) else default
         if not any(a in given for a in ALGORITHMS):
             raise ConfigError(
-                f"{what}: no checksum, and {PUBLISHED_SOURCES} (the published ones) has none either; "
+                f"{what}: no checksum, and the published sources of the package have none either; "
                 f"set `md5:` or `sha256:` (or `md5: null` to accept it unverified) under {cls.name}.files"
             )
         checksums = normalize_checksums({a: given[a] for a in ALGORITHMS if a in given}, what)
