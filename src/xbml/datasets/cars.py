@@ -26,7 +26,7 @@ FIRST_TEST_CLASS = 99
 class Cars196(RealDataset):
     name = "cars196"
     title = "Cars196"
-    files = (  # checksums and mirrors: config/datasets.yaml
+    files = (  # checksums and mirrors: published_sources.yaml
         FileSpec("car_ims.tgz", top="car_ims"),
         FileSpec("cars_annos.mat", archive=False),
     )

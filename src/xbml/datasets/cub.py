@@ -23,7 +23,7 @@ FIRST_TEST_CLASS = 101
 class Cub200(RealDataset):
     name = "cub200"
     title = "CUB-200-2011"
-    files = (  # checksums and mirrors: config/datasets.yaml
+    files = (  # checksums and mirrors: published_sources.yaml
         FileSpec("CUB_200_2011.tgz", top="CUB_200_2011"),
     )
     required = ("CUB_200_2011/images.txt", "CUB_200_2011/image_class_labels.txt", "CUB_200_2011/images")

@@ -30,7 +30,7 @@ class InShop(RealDataset):
     name = "inshop"
     title = "In-Shop Clothes Retrieval"
     protocol = "query_gallery"
-    files = (  # checksums and mirrors: config/datasets.yaml
+    files = (  # checksums and mirrors: published_sources.yaml
         FileSpec("img.zip", top="img"),
         FileSpec("list_eval_partition.txt", archive=False, dest="Eval"),
     )

@@ -34,8 +34,8 @@ The sources block of a dataset (config/datasets.yaml, see docs/datasets.md; its 
           urls: [https://...]              # tried in order
           local: /data/CUB_200_2011.tgz    # optional; a downloaded file or extracted folder
 
-The published checksums and mirrors are stated once, in the repository's
-config/datasets.yaml: a file entry of another sources file (``--sources``) that gives no
+The published checksums and mirrors are stated once, in the package's
+published_sources.yaml: a file entry of a sources file (``--sources``) that gives no
 checksum or no ``urls`` takes them from there.
 """
 

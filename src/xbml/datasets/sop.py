@@ -23,7 +23,7 @@ HEADER = ["image_id", "class_id", "super_class_id", "path"]
 class StanfordOnlineProducts(RealDataset):
     name = "sop"
     title = "Stanford Online Products"
-    files = (  # checksums and mirrors: config/datasets.yaml
+    files = (  # checksums and mirrors: published_sources.yaml
         FileSpec("Stanford_Online_Products.zip", top="Stanford_Online_Products"),
     )
     required = (

@@ -2,8 +2,8 @@
 the one given with --sources), its schema, and each file resolved to the checksums to verify,
 the mirrors to try and the local copy to use.
 
-The published checksums and mirrors are written once, in the repository's config/datasets.yaml:
-an entry of another sources file that gives no checksum key, or no ``urls``, takes them from
+The published checksums and mirrors are written once, in the package's published_sources.yaml:
+an entry of a sources file that gives no checksum key, or no ``urls``, takes them from
 there (``md5: null`` is an answer: accept the file unverified).
 """
 
@@ -52,7 +52,7 @@ def published_sources(dataset: str) -> dict:
 
 @dataclass(frozen=True)
 class FileSpec:
-    """One file of a dataset as its authors distribute it (its checksums and mirrors: config/datasets.yaml)."""
+    """One file of a dataset as its authors distribute it (its checksums and mirrors: published_sources.yaml)."""
 
     name: str
     # an archive is unpacked into `dest`; any other file is copied into `dest`
