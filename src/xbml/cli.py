@@ -21,7 +21,7 @@ COMMANDS = {
     "embed": ("xbml.commands.embed", "write L2-normalised embeddings of a split to .npz"),
     "evaluate": ("xbml.commands.evaluate", "MAP@R, R-Precision, P@1, Recall@k from an embeddings file"),
     "version": ("xbml.commands.version", "version a dataset folder with DVC and push it to the remote"),
-    "dvc-pipeline": ("xbml.commands.dvc_pipeline", "write dvc.yaml (the same DAG for `dvc repro`) from the workflow config"),
+    "dvc-pipeline": ("xbml.commands.dvc_pipeline", "write the files DVC tracks for metrics and plots (metrics/<dataset>/)"),
     "aggregate": ("xbml.commands.aggregate", "collect per-run metrics into one table"),
     "report": ("xbml.commands.report", "render the seaborn/HTML report of a dataset"),
 }

@@ -75,30 +75,67 @@ def test_bad_configs_are_refused_with_the_key(change, match):
         expand_runs(validate_config(cfg))
 
 
-def test_committed_dvc_yaml_matches_the_default_config():
-    r = subprocess.run(
-        ["python", "-m", "xbml", "dvc-pipeline", "--config", "config/config.yaml", "--check"],
-        cwd=ROOT, capture_output=True, text=True,
-    )
-    assert r.returncode == 0, r.stdout + r.stderr
+def _dry_run(repo, *args, tmp_path):
+    import os
+
+    dry = subprocess.run(["snakemake", "-n", "-p", *args], cwd=repo, capture_output=True, text=True,
+                         env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")})
+    assert dry.returncode == 0, dry.stderr
+    return dry.stdout + dry.stderr
 
 
-def test_dvc_yaml_has_the_snakemake_commands(tmp_path):
-    """Both front doors run the same commands: compare dvc.yaml's with Snakemake's dry-run shell commands."""
+def test_dvc_yaml_is_one_stage_per_dataset_that_runs_snakemake_for_what_all_builds(tmp_path):
+    """dvc.yaml holds no DAG of its own: per dataset it asks Snakemake for the `all` targets."""
+    from conftest import copy_repository
+
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    assert dvc["vars"] == ["config/config.yaml:datasets"] and list(dvc["stages"]) == ["workflow"]
+    stage = dvc["stages"]["workflow"]
+    assert stage["foreach"] == "${datasets}"
+    body = stage["do"]
+    words = body["cmd"].split()
+    assert words[:3] == ["snakemake", "--cores", "all"]
+    outs = [next(iter(o)) for o in body["outs"]]
+    # every output persists (Snakemake's incremental state) and none is the `dvc add`ed raw folder
+    assert all(next(iter(o.values()))["persist"] is True for o in body["outs"] + body["metrics"] + body["plots"])
+    assert not [o for o in outs if o.startswith("data/raw")]
+    assert all(next(iter(o.values()))["cache"] is False for o in body["metrics"] + body["plots"])
+
+    repo = copy_repository(tmp_path / "repo")
+    shell = _dry_run(repo, "--cores", "1", "all", tmp_path=tmp_path)
+    inputs = next(line for line in shell.splitlines() if line.strip().startswith("input: reports/"))
+    wanted = sorted(t.strip() for t in inputs.split(":", 1)[1].split(","))
+    assert sorted(w.replace("${key}", "glyphs") for w in words[3:]) == wanted
+    assert not (repo / "dvc.lock").exists() and (repo / "dvc.yaml").read_text() == (ROOT / "dvc.yaml").read_text()
+
+
+def test_resources_live_in_profiles_only():
+    cfg = load_workflow_config(ROOT / "config/config.yaml")
+    assert "resources" not in cfg and "resources" not in yaml.safe_load((ROOT / "config/real.yaml").read_text())
+    with pytest.raises(ConfigError, match="Additional properties are not allowed \\('resources'"):
+        validate_config({**cfg, "resources": {"train": {"threads": 2}}})
+    import xbml.workflow.plan as plan
+
+    assert not hasattr(plan, "DEFAULT_RESOURCES")
+    assert plan.launcher(0) == plan.launcher(1) == "python"
+    assert plan.launcher(2).endswith("torch.distributed.run --standalone --nproc_per_node 2")
+
+
+def test_gpu_profile_gives_training_the_gpu_and_several_gpus_torchrun(tmp_path):
     from conftest import copy_repository
 
     repo = copy_repository(tmp_path / "repo")
-    dvc = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    dry = subprocess.run(
-        ["snakemake", "-n", "-p", "--cores", "8", "all", "--forceall"],
-        cwd=repo, capture_output=True, text=True, env={**__import__("os").environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")},
-    )
-    assert dry.returncode == 0, dry.stderr
-    shell = dry.stdout + dry.stderr
-    names = [n for n in dvc if n.split("_")[0] in ("fetch", "prepare", "train", "evaluate")]
-    assert any(n.startswith("train_glyphs_xml--") for n in names)
-    for name in names:
-        assert dvc[name]["cmd"] in shell, name
+    gpu = yaml.safe_load((repo / "workflow/profiles/gpu/config.yaml").read_text())
+    assert gpu["set-resources"]["train"]["gpu"] == gpu["set-resources"]["embed"]["gpu"] == 1
+    shell = _dry_run(repo, "all", "--configfile", "config/real.yaml", "--profile", "workflow/profiles/gpu",
+                     "--set-resources", "train:gpu=2", "--resources", "gpu=2", "--cores", "8", tmp_path=tmp_path)
+    lines = [line.removeprefix("Shell command: ") for line in shell.splitlines()]
+    train = [line for line in lines if " -m xbml train " in line]
+    assert train and all(line.startswith("python -m torch.distributed.run --standalone --nproc_per_node 2 -m xbml train")
+                         for line in train), train[:2]
+    assert all("--threads 8" in line for line in train)
+    embed = [line for line in lines if " -m xbml embed " in line]
+    assert embed and all(line.startswith("python -m xbml embed") and "--threads 8" in line for line in embed)
 
 
 def test_swept_values_become_safe_words_and_distinct_settings_distinct_names():
@@ -140,13 +177,20 @@ def test_hostile_swept_values_reach_no_shell(tmp_path, value):
                   for w in shlex.split(line.split(" > ")[0]) if w.startswith("model.weights_path=")]
     assert value in set_values  # the job would receive the value verbatim, as one word
     assert any("loss.params={alpha: 2.0}" in shlex.split(line.split(" > ")[0]) for line in train_lines)
+    # the labels of run.json arrive as flags, one word each
+    odd = [shlex.split(line.split(" > ")[0]) for line in train_lines if "--method odd" in line]
+    assert len(odd) == 4
+    for words in odd:
+        sweeps = [words[i + 1] for i, w in enumerate(words) if w == "--sweep"]
+        assert sorted(sweeps) == ["loss.params", "model.weights_path"]
+        name = words[words.index("--run-name") + 1]
+        assert name == words[words.index("--out") + 1].split("/")[2] and words[words.index("--dataset") + 1] == "glyphs"
 
 
 def test_real_data_config_is_valid_and_asks_for_gpus():
     cfg = load_workflow_config(ROOT / "config/real.yaml")
     runs = expand_runs(cfg)
     assert {r.dataset for r in runs} == {"cub200", "cars196", "sop", "inshop"}
-    assert cfg["resources"]["train"]["gpus"] == 1
     from xbml.config import load_config
 
     train = load_config(ROOT / "config/train/real_images.yaml")
@@ -167,3 +211,40 @@ def test_configfile_replaces_the_default_config_instead_of_merging(tmp_path):
     assert dry.returncode == 0, dry.stderr
     targets = next(line for line in dry.stdout.splitlines() if line.strip().startswith("input: reports/"))
     assert "reports/cub200/index.html" in targets and "glyphs" not in targets
+
+
+def test_run_json_records_the_labels_and_the_swept_values_typed(tmp_path):
+    import argparse
+    import json
+
+    from xbml.commands import train
+    from xbml.config import load_config
+
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    args = parser.parse_args(["--config", str(ROOT / "config/train/glyphs.yaml"), "--set", "xml.weight=0.3",
+                              "--set", "loss.params={alpha: 2.0}", "--seed", "2", "--out", str(tmp_path),
+                              "--dataset", "glyphs", "--method", "xml", "--run-name", "xml--xml.weight-0.3",
+                              "--sweep", "xml.weight", "--sweep", "loss.params"])
+    cfg = load_config(args.config, [*args.overrides, "seed=2"])
+    train._write_run_info(args, cfg, {key: train._lookup(cfg, key) for key in args.sweep})
+    info = json.loads((tmp_path / "run.json").read_text())
+    assert (info["dataset"], info["method"], info["run"], info["seed"]) == ("glyphs", "xml", "xml--xml.weight-0.3", 2)
+    assert info["swept"] == {"xml.weight": 0.3, "loss.params": {"alpha": 2.0}}
+    assert info["config"]["xml"]["weight"] == 0.3
+    with pytest.raises(ConfigError, match="--sweep xml.wieght"):
+        train._lookup(cfg, "xml.wieght")
+
+
+def test_every_rule_with_inputs_ignores_input_mtimes():
+    """DVC restores files with fresh mtimes in any order; a rule left out of `consider-ancient`
+    would rerun after every `dvc pull` (test_snakemake_dvc.py shows it end to end)."""
+    import re
+
+    profile = yaml.safe_load((ROOT / "workflow/profiles/default/config.yaml").read_text())
+    files = [ROOT / "workflow/Snakefile", *sorted((ROOT / "workflow/rules").glob("*.smk"))]
+    text = "\n".join(f.read_text() for f in files)
+    rules = dict(re.findall(r"^rule (\w+):\n((?:    .*\n|\n)*)", text + "\n", re.MULTILINE))
+    with_inputs = {name for name, body in rules.items() if re.search(r"^    input:", body, re.MULTILINE)}
+    assert {"train", "report", "dvc_metrics"} <= with_inputs
+    assert set(profile["consider-ancient"]) == with_inputs - {"all"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import shutil
 import os
 import subprocess
 import sys
@@ -9,31 +11,17 @@ from pathlib import Path
 
 import yaml
 
-from conftest import copy_repository
+from conftest import ROOT, copy_repository
 
-TINY_SOURCES = {"glyphs": {"max_classes": 48, "images_per_class": 8}}
+# the catalog's test configuration (.test/config/): tests and `--configfile .test/...` agree
+TEST_CONFIG = yaml.safe_load((ROOT / ".test/config/config.yaml").read_text())
 
 
 def tiny_config(iterations: int = 40, seeds=(0,)) -> dict:
-    return {
-        "datasets": {
-            "glyphs": {
-                "train_config": "config/train/glyphs.yaml",
-                "sources": "config/tiny-sources.yaml",
-                "val_fraction": 0.25,
-                "split_seed": 0,
-                "overrides": {
-                    "train.iterations": iterations,
-                    "train.eval_every": 20,
-                    "train.checkpoint_every": 10,
-                    "sampler.classes_per_batch": 8,
-                },
-            }
-        },
-        "methods": {"baseline": {}, "xml": {"xml.weight": 0.1}},
-        "seeds": list(seeds),
-        "report": {"tsne_classes": 8, "retrieval_queries": 3},
-    }
+    cfg = copy.deepcopy(TEST_CONFIG)
+    cfg["datasets"]["glyphs"]["overrides"]["train.iterations"] = iterations
+    cfg["seeds"] = list(seeds)
+    return cfg
 
 
 def env() -> dict:
@@ -54,13 +42,19 @@ def run(cmd, cwd, check=True, **kw) -> subprocess.CompletedProcess:
     return proc
 
 
+def git_status(repo: Path) -> str:
+    return run(["git", "status", "--porcelain", "--untracked-files=all"], repo).stdout
+
+
 def make_copy(dest: Path, config: dict) -> Path:
     """Tracked and untracked-but-not-ignored files of this checkout, as a new git repository."""
     copy_repository(dest)
     (dest / "config/config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    (dest / "config/tiny-sources.yaml").write_text(yaml.safe_dump(TINY_SOURCES))
-    for stale in ("dvc.lock",):
+    # state of this checkout's own runs, which a fresh experiment must not start from
+    for stale in ("dvc.lock", *(p.relative_to(dest) for p in dest.glob("data/raw/*.dvc"))):
         (dest / stale).unlink(missing_ok=True)
+    for stale in ("metrics",):
+        shutil.rmtree(dest / stale, ignore_errors=True)
     run(["git", "init", "-q", "-b", "main"], dest)
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-q", "-m", "test copy"], dest)

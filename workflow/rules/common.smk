@@ -1,9 +1,9 @@
 # Helpers shared by the rules: the validated config, the run plan and command lines.
-# The plan comes from xbml.workflow.plan, the same code that writes dvc.yaml.
+# The plan comes from xbml.workflow.plan; Snakemake alone owns the DAG (dvc.yaml only runs it).
+# Threads and resources come from profiles (workflow/profiles/, slurm/), never from here.
 
 import copy
 import shlex
-import sys
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -14,16 +14,11 @@ if workflow.overwrite_configfiles:
     config.clear()
     config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
 
+
 validate(config, "../schemas/config.schema.yaml")
 
 from xbml.errors import XbmlError
-from xbml.workflow.plan import (
-    RUN_NAME_PATTERN,
-    expand_runs,
-    launcher,
-    resources,
-    validate_config,
-)
+from xbml.workflow.plan import RUN_NAME_PATTERN, expand_runs, launcher, validate_config
 
 try:
     CONFIG = validate_config(config)
@@ -50,9 +45,15 @@ def runs_of(dataset):
 
 def find_run(wildcards):
     for r in RUNS:
-        if (r.dataset, r.name, r.seed) == (wildcards.dataset, wildcards.run, int(wildcards.seed)):
+        if (r.dataset, r.name, r.seed) == (
+            wildcards.dataset,
+            wildcards.run,
+            int(wildcards.seed),
+        ):
             return r
-    raise WorkflowError(f"no run {wildcards.run} seed {wildcards.seed} for {wildcards.dataset} in the config")
+    raise WorkflowError(
+        f"no run {wildcards.run} seed {wildcards.seed} for {wildcards.dataset} in the config"
+    )
 
 
 def dataset_cfg(wildcards):
@@ -60,14 +61,17 @@ def dataset_cfg(wildcards):
 
 
 def train_args(wildcards):
-    """The `--set` arguments of a run, shell-quoted."""
+    """The `--set` and label arguments of a run, shell-quoted (values come from the config)."""
     run = find_run(wildcards)
-    args = [f"data.prepared=data/prepared/{wildcards.dataset}", *run.overrides]
-    return " ".join(f"--set {shlex.quote(a)}" for a in args)
-
-
-def res(rule_name, key):
-    return resources(CONFIG, rule_name)[key]
+    sets = [f"data.prepared=data/prepared/{wildcards.dataset}", *run.overrides]
+    words = [f"--set {shlex.quote(a)}" for a in sets]
+    words += [f"--sweep {shlex.quote(key)}" for key, _ in run.swept]
+    words += [
+        f"--dataset {shlex.quote(run.dataset)}",
+        f"--method {shlex.quote(run.method)}",
+        f"--run-name {shlex.quote(run.name)}",
+    ]
+    return " ".join(words)
 
 
 def train_launcher(wildcards, resources):
@@ -76,17 +80,23 @@ def train_launcher(wildcards, resources):
 
 
 def metrics_of(dataset):
-    return [f"{r.folder}/metrics_{split}.json" for r in runs_of(dataset) for split in SPLITS]
+    return [
+        f"{r.folder}/metrics_{split}.json" for r in runs_of(dataset) for split in SPLITS
+    ]
+
+
+def curves_of(dataset):
+    return [
+        f"metrics/{dataset}/{kind}_curves/{r.name}_seed{r.seed}.csv"
+        for r in runs_of(dataset)
+        for kind in ("train", "val")
+    ]
+
+
+def dataset_targets(dataset):
+    """What `dvc repro`'s stage of a dataset asks Snakemake for (dvc.yaml names the same paths)."""
+    return [f"reports/{dataset}/index.html", f"metrics/{dataset}/metrics.json"]
 
 
 def all_targets():
-    return [f"reports/{d}/index.html" for d in DATASETS]
-
-
-# dvc.yaml is a pure function of this config: keep it in step so `dvc repro` and
-# the version rule's `dvc commit` see the same stages as this run
-if CONFIG["dvc"]["enabled"]:
-    from xbml.workflow.dvc_pipeline import sync as _sync_dvc_pipeline
-
-    if _sync_dvc_pipeline(CONFIG, CONFIG_PATH):
-        print(f"dvc.yaml regenerated from {CONFIG_PATH}", file=sys.stderr)
+    return [t for d in DATASETS for t in dataset_targets(d)]

@@ -1,19 +1,20 @@
 # Dataset download (or generation) -> DVC versioning -> the common manifest.
+# The raw folder has one DVC owner: `dvc add` (data/raw/<dataset>.dvc, git-tracked), run by
+# the version rule; dvc.yaml's stages never list it, so the two cannot claim the same path.
 
 
 rule fetch:
     output:
         directory("data/raw/{dataset}"),
+    log:
+        "logs/{dataset}/fetch.log",
+    benchmark:
+        "results/{dataset}/benchmarks/fetch.tsv"
+    conda:
+        "../../environment.yml"
     params:
         sources=lambda wc: dataset_cfg(wc).get("sources", "config/datasets.yaml"),
         seed=lambda wc: dataset_cfg(wc)["split_seed"],
-    log:
-        "logs/{dataset}/fetch.log",
-    conda:
-        "../../environment.yml"
-    benchmark:
-        "results/{dataset}/benchmarks/fetch.tsv"
-    threads: 2
     shell:
         "python -m xbml fetch {wildcards.dataset:q} --out {output:q} --sources {params.sources:q} "
         "--seed {params.seed:q} > {log:q} 2>&1"
@@ -24,15 +25,15 @@ rule version:
         "data/raw/{dataset}",
     output:
         "results/{dataset}/data_version.json",
+    log:
+        "logs/{dataset}/version.log",
+    conda:
+        "../../environment.yml"
     params:
         enabled="" if CONFIG["dvc"]["enabled"] else "--no-dvc",
         push="" if CONFIG["dvc"]["push"] else "--no-push",
         remote=CONFIG["dvc"]["remote"],
         url=CONFIG["dvc"]["url"],
-    log:
-        "logs/{dataset}/version.log",
-    conda:
-        "../../environment.yml"
     shell:
         "python -m xbml version {wildcards.dataset:q} --path {input:q} --remote {params.remote:q} "
         "--url {params.url:q} {params.enabled} {params.push} --out {output:q} > {log:q} 2>&1"
@@ -44,13 +45,13 @@ rule prepare:
         version="results/{dataset}/data_version.json",
     output:
         directory("data/prepared/{dataset}"),
-    params:
-        val=lambda wc: dataset_cfg(wc)["val_fraction"],
-        seed=lambda wc: dataset_cfg(wc)["split_seed"],
     log:
         "logs/{dataset}/prepare.log",
     conda:
         "../../environment.yml"
+    params:
+        val=lambda wc: dataset_cfg(wc)["val_fraction"],
+        seed=lambda wc: dataset_cfg(wc)["split_seed"],
     shell:
         "python -m xbml prepare {wildcards.dataset:q} --raw {input.raw:q} --out {output:q} "
         "--val-fraction {params.val:q} --seed {params.seed:q} > {log:q} 2>&1"

@@ -8,14 +8,10 @@ rule evaluate:
         "results/{dataset}/{run}/seed{seed}/metrics_{split}.json",
     log:
         "logs/{dataset}/evaluate/{run}/seed{seed}_{split}.log",
-    conda:
-        "../../environment.yml"
     benchmark:
         "results/{dataset}/benchmarks/evaluate/{run}/seed{seed}_{split}.tsv"
-    threads: res("evaluate", "threads")
-    resources:
-        mem_mb=res("evaluate", "mem_mb"),
-        runtime=res("evaluate", "runtime"),
+    conda:
+        "../../environment.yml"
     shell:
         "python -m xbml evaluate {input:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
 
@@ -25,12 +21,56 @@ rule aggregate:
         lambda wc: metrics_of(wc.dataset),
     output:
         "results/{dataset}/metrics.csv",
-    params:
-        config=CONFIG_PATH,
     log:
         "logs/{dataset}/aggregate.log",
     conda:
         "../../environment.yml"
+    params:
+        config=CONFIG_PATH,
     shell:
         "python -m xbml aggregate --config {params.config:q} --dataset {wildcards.dataset:q} "
         "--out {output:q} > {log:q} 2>&1"
+
+
+# What DVC shows (`dvc metrics show`, `dvc plots show`, `dvc exp show`): small files outside the
+# cached results/ folder, since DVC refuses a metrics file inside another output. The curves are
+# one rule per run, not directory() outputs, whose .snakemake_timestamp `dvc plots` cannot read.
+rule dvc_curves:
+    input:
+        train="results/{dataset}/{run}/seed{seed}/train_log.jsonl",
+        val="results/{dataset}/{run}/seed{seed}/val_log.jsonl",
+    output:
+        train="metrics/{dataset}/train_curves/{run}_seed{seed}.csv",
+        val="metrics/{dataset}/val_curves/{run}_seed{seed}.csv",
+    log:
+        "logs/{dataset}/dvc_curves/{run}/seed{seed}.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m xbml dvc-pipeline --curve {input.train:q} {output.train:q} "
+        "--curve {input.val:q} {output.val:q} > {log:q} 2>&1"
+
+
+rule dvc_metrics:
+    input:
+        metrics=lambda wc: metrics_of(wc.dataset),
+        curves=lambda wc: curves_of(wc.dataset),
+    output:
+        metrics="metrics/{dataset}/metrics.json",
+        runs="metrics/{dataset}/runs.csv",
+    log:
+        "logs/{dataset}/dvc_metrics.log",
+    conda:
+        "../../environment.yml"
+    params:
+        config=CONFIG_PATH,
+        out=subpath(output.metrics, parent=True),
+    shell:
+        "python -m xbml dvc-pipeline --config {params.config:q} --dataset {wildcards.dataset:q} "
+        "--out {params.out:q} > {log:q} 2>&1"
+
+
+# a second of CPU each: not worth a cluster job (report.smk lists the other local rules)
+localrules:
+    dvc_curves,
+    dvc_metrics,

@@ -11,25 +11,21 @@ rule train:
         train_log="results/{dataset}/{run}/seed{seed}/train_log.jsonl",
         val_log="results/{dataset}/{run}/seed{seed}/val_log.jsonl",
         summary="results/{dataset}/{run}/seed{seed}/train_summary.json",
+        run_info="results/{dataset}/{run}/seed{seed}/run.json",
+    log:
+        "logs/{dataset}/train/{run}/seed{seed}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/train/{run}/seed{seed}.tsv"
+    conda:
+        "../../environment.yml"
     params:
         config=lambda wc: dataset_cfg(wc)["train_config"],
         overrides=train_args,
         out=subpath(output.model, parent=True),
         launcher=train_launcher,
-    log:
-        "logs/{dataset}/train/{run}/seed{seed}.log",
-    conda:
-        "../../environment.yml"
-    benchmark:
-        "results/{dataset}/benchmarks/train/{run}/seed{seed}.tsv"
-    threads: res("train", "threads")
-    resources:
-        mem_mb=res("train", "mem_mb"),
-        runtime=res("train", "runtime"),
-        gpu=res("train", "gpus"),
     shell:
-        "{params.launcher} -m xbml train --config {params.config:q} {params.overrides} --seed {wildcards.seed:q} "
-        "--threads {threads} --out {params.out:q} > {log:q} 2>&1"
+        "{params.launcher} -m xbml train --config {params.config:q} {params.overrides} "
+        "--seed {wildcards.seed:q} --threads {threads} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule embed:
@@ -39,15 +35,10 @@ rule embed:
         "results/{dataset}/{run}/seed{seed}/embeddings_{split}.npz",
     log:
         "logs/{dataset}/embed/{run}/seed{seed}_{split}.log",
-    conda:
-        "../../environment.yml"
     benchmark:
         "results/{dataset}/benchmarks/embed/{run}/seed{seed}_{split}.tsv"
-    threads: res("embed", "threads")
-    resources:
-        mem_mb=res("embed", "mem_mb"),
-        runtime=res("embed", "runtime"),
-        gpu=res("embed", "gpus"),
+    conda:
+        "../../environment.yml"
     shell:
         "python -m xbml embed --model {input:q} --split {wildcards.split:q} --threads {threads} "
         "--no-progress --out {output:q} > {log:q} 2>&1"

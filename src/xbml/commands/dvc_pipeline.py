@@ -1,28 +1,35 @@
-"""`python -m xbml dvc-pipeline --config config/config.yaml`: write dvc.yaml for `dvc repro`."""
+"""`python -m xbml dvc-pipeline`: the files DVC shows of a dataset (xbml.workflow.dvc_pipeline).
+
+    python -m xbml dvc-pipeline --config config/config.yaml --dataset D --out metrics/D
+    python -m xbml dvc-pipeline --curve RUN/train_log.jsonl metrics/D/train_curves/RUN_seedK.csv
+
+dvc.yaml itself is hand-written and static: its stage runs Snakemake, which owns the DAG.
+"""
 
 from __future__ import annotations
 
 
 def add_arguments(p) -> None:
     p.add_argument("--config", default="config/config.yaml", help="workflow config")
-    p.add_argument("--out", default="dvc.yaml")
-    p.add_argument("--check", action="store_true", help="exit 1 if the file is out of date instead of writing it")
+    p.add_argument("--dataset", default=None, help="write metrics.json and runs.csv of this dataset's runs")
+    p.add_argument("--out", default=None, help="folder for them (metrics/<dataset>)")
+    p.add_argument("--curve", nargs=2, action="append", default=[], metavar=("JSONL", "CSV"),
+                   help="convert a run's train/val log to CSV for `dvc plots` (repeatable)")
 
 
 def run(args) -> int:
-    from pathlib import Path
+    from xbml.errors import XbmlError
+    from xbml.workflow.dvc_pipeline import jsonl_to_csv, summarize
 
-    from xbml.workflow.dvc_pipeline import render, sync
-    from xbml.workflow.plan import load_workflow_config
+    if not args.curve and not (args.dataset and args.out):
+        raise XbmlError("dvc-pipeline: give --dataset D --out metrics/D, or --curve JSONL CSV")
+    for source, out in args.curve:
+        print(f"{out}: {jsonl_to_csv(source, out)} rows from {source}")
+    if args.dataset:
+        if not args.out:
+            raise XbmlError("dvc-pipeline --dataset needs --out (e.g. metrics/<dataset>)")
+        from xbml.workflow.plan import load_workflow_config
 
-    config = load_workflow_config(args.config)
-    if args.check:
-        current = Path(args.out).read_text() if Path(args.out).exists() else ""
-        if current != render(config, args.config):
-            print(f"{args.out} is out of date; run `python -m xbml dvc-pipeline --config {args.config}`")
-            return 1
-        print(f"{args.out} is up to date")
-        return 0
-    changed = sync(config, args.config, args.out)
-    print(f"{'wrote' if changed else 'unchanged:'} {args.out}")
+        summary = summarize(load_workflow_config(args.config), args.dataset, args.out)
+        print(f"{args.dataset}: DVC metrics of {len(summary)} run settings in {args.out}")
     return 0

@@ -11,6 +11,12 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="run folder: model.pt, logs, checkpoints/")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: the job's allocation)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    # labels for run.json; the workflow passes them (workflow/rules/common.smk, train_args)
+    p.add_argument("--dataset", default=None, help="dataset name recorded in run.json")
+    p.add_argument("--method", default=None, help="method name recorded in run.json")
+    p.add_argument("--run-name", default=None, help="run name (method plus swept values) recorded in run.json")
+    p.add_argument("--sweep", action="append", default=[], metavar="KEY",
+                   help="a --set key this run sweeps; run.json records its resolved, typed value (repeatable)")
 
 
 def run(args) -> int:
@@ -20,13 +26,47 @@ def run(args) -> int:
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     cfg = load_config(args.config, overrides)
+    swept = {key: _lookup(cfg, key) for key in args.sweep}
     if args.print_config:
         print(dump_config(cfg))
         return 0
     from xbml.training.trainer import train
 
     summary = train(cfg, args.out, threads=args.threads)
+    _write_run_info(args, cfg, swept)
     if summary:
         print(f"trained {summary['iterations']} iterations; selected iteration {summary['selected_iteration']} "
               f"({summary['selected_by']}); model at {args.out}/model.pt")
     return 0
+
+
+def _lookup(cfg: dict, key: str):
+    from xbml.errors import ConfigError
+
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"--sweep {key}: no such key in the resolved training config")
+        node = node[part]
+    return node
+
+
+def _write_run_info(args, cfg: dict, swept: dict) -> None:
+    """run.json beside model.pt: which run this is, in typed values, so readers need not parse
+    folder names; written after training so that it, like model.pt, means a finished run."""
+    import json
+    import os
+    from pathlib import Path
+
+    from xbml.atomic import write_json
+
+    if os.environ.get("RANK", "0") != "0":  # under torchrun every rank trains; one writes
+        return
+    write_json(Path(args.out) / "run.json", {
+        "dataset": args.dataset,
+        "method": args.method,
+        "run": args.run_name,
+        "seed": cfg.get("seed"),
+        "swept": swept,
+        "config": json.loads(json.dumps(cfg, default=str)),
+    })

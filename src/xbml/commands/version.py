@@ -1,9 +1,8 @@
 """`python -m xbml version DATASET --path data/raw/DATASET --out results/DATASET/data_version.json`.
 
-Records a dataset folder in DVC: its content hash goes to dvc.lock (git-tracked),
-its content to the DVC cache and the configured remote, so `dvc pull` on a fresh
-clone restores it. The folder is the output of the DVC stage `fetch_<dataset>`
-(the same command Snakemake ran): DVC owns it, nothing `dvc add`s it.
+Records a dataset folder in DVC: `dvc add` writes its content hash to data/raw/<dataset>.dvc
+(git-tracked), its content goes to the DVC cache and the configured remote, so `dvc pull` on a
+fresh clone restores it. `dvc add` is the folder's only DVC owner: no dvc.yaml stage lists it.
 """
 
 from __future__ import annotations

@@ -15,11 +15,6 @@ from xbml.atomic import write_json
 from xbml.errors import XbmlError
 
 
-def stage_name(*parts: str) -> str:
-    """DVC stage names allow letters, digits, - and _ only."""
-    return "_".join("".join(c if c.isalnum() or c in "-_" else "-" for c in str(p)) for p in parts)
-
-
 def content_hash(folder: Path) -> tuple[str, int, int]:
     """sha256 over (relative path, bytes) of every file, in sorted order; independent of DVC."""
     h = hashlib.sha256()
@@ -56,13 +51,13 @@ def _dvc(root: Path, *args: str) -> str:
     return proc.stdout
 
 
-def locked_hash(root: Path, stage: str, path: str) -> str | None:
-    lock = root / "dvc.lock"
-    if not lock.exists():
+def tracked_hash(root: Path, path: str) -> str | None:
+    """The md5 `dvc add` recorded for `path` in its .dvc file (git-tracked)."""
+    dvc_file = root / f"{path}.dvc"
+    if not dvc_file.exists():
         return None
-    data = yaml.safe_load(lock.read_text()) or {}
-    for out in data.get("stages", {}).get(stage, {}).get("outs", []):
-        if out.get("path") == path:
+    for out in (yaml.safe_load(dvc_file.read_text()) or {}).get("outs", []):
+        if out.get("path") == Path(path).name:
             return out.get("md5")
     return None
 
@@ -83,30 +78,24 @@ def version_dataset(
         "files": files,
         "bytes": size,
         "dvc_md5": None,
-        "dvc_stage": None,
+        "dvc_file": None,
         "remote": None,
         "pushed": False,
     }
     if use_dvc:
         if not (root / ".dvc").is_dir():
             raise XbmlError(f"{root} is not a DVC project (no .dvc/); run `dvc init` or set dvc.enabled: false")
-        stage = stage_name("fetch", dataset)
-        dvc_yaml = yaml.safe_load((root / "dvc.yaml").read_text()) if (root / "dvc.yaml").exists() else {}
-        if stage not in (dvc_yaml or {}).get("stages", {}):
-            raise XbmlError(
-                f"dvc.yaml has no stage {stage!r}; regenerate it with "
-                "`python -m xbml dvc-pipeline --config config/config.yaml`"
-            )
+        rel = folder.resolve().relative_to(root.resolve()).as_posix()
         with _repo_lock(root):
             if url:
                 # config.local is per checkout, so an absolute path is right there
                 target = url if "://" in url else str((root / url).resolve())
                 _dvc(root, "remote", "add", "--local", "--force", remote, target)
-            _dvc(root, "commit", "--force", stage)
+            # `dvc add` is the folder's one DVC owner (no dvc.yaml stage lists it); it is safe
+            # inside `dvc repro`, which releases the repository lock while a stage command runs
+            _dvc(root, "add", "--quiet", rel)
             if push:
-                _dvc(root, "push", "--remote", remote, stage)
-        receipt.update(
-            dvc_md5=locked_hash(root, stage, folder.as_posix()), dvc_stage=stage, remote=remote, pushed=push
-        )
+                _dvc(root, "push", "--remote", remote, f"{rel}.dvc")
+        receipt.update(dvc_md5=tracked_hash(root, rel), dvc_file=f"{rel}.dvc", remote=remote, pushed=push)
     write_json(out, receipt)
     return receipt

@@ -1,7 +1,7 @@
 """The experiment plan: config/config.yaml -> the list of runs, validated before any job starts.
 
-Snakemake (workflow/rules/common.smk) and the DVC pipeline generator both read
-it, so the two front doors cannot disagree about what a run is.
+Snakemake (workflow/rules/common.smk) reads it; `dvc repro` runs Snakemake, so the
+front doors cannot disagree about what a run is.
 """
 
 from __future__ import annotations
@@ -19,13 +19,6 @@ import yaml
 from xbml.errors import ConfigError
 
 SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
-
-DEFAULT_RESOURCES = {
-    "train": {"threads": 1, "mem_mb": 3000, "runtime": 120, "gpus": 0},
-    "embed": {"threads": 1, "mem_mb": 2000, "runtime": 30, "gpus": 0},
-    "evaluate": {"threads": 1, "mem_mb": 1000, "runtime": 30, "gpus": 0},
-}
-
 
 # run names become folder names, wildcards and shell words: one alphabet, no shell meaning
 RUN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(--[A-Za-z0-9_.]+-[A-Za-z0-9_.-]+)*")
@@ -196,12 +189,9 @@ def _refuse_name_collisions(runs: list[Run]) -> None:
             )
 
 
-def resources(config: dict, rule: str) -> dict:
-    return {**DEFAULT_RESOURCES[rule], **config.get("resources", {}).get(rule, {})}
-
-
 def launcher(gpus: int) -> str:
-    """How a training command starts: python, or torchrun with one process per GPU."""
+    """How a training command starts: python, or torchrun with one process per GPU. `gpus` is the
+    job's `resources.gpu`, which only the profiles set (workflow/profiles/gpu, slurm/config.yaml)."""
     if int(gpus or 0) <= 1:
         return "python"
     return f"python -m torch.distributed.run --standalone --nproc_per_node {int(gpus)}"
