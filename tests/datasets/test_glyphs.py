@@ -251,16 +251,17 @@ def test_failed_regeneration_keeps_the_previous_set(tmp_path, small_raw, monkeyp
     assert _siblings(raw) == ["raw"]
 
 
-# runs `xbml fetch` and interrupts it (SIGINT, as Ctrl-C) right after the first array file of
-# the new raw folder is written: a known point inside the write, not a race against the clock
+# runs `xbml fetch` and interrupts it (a KeyboardInterrupt, what Ctrl-C raises) right after the
+# array file of the new raw folder is written: a known point inside the write, not a race
+# against the clock
 INTERRUPT_WHILE_WRITING = """
-import os, signal, sys
+import sys
 import xbml.datasets.glyphs.store as store
 from xbml.cli import main
 write = store.write_npz
 def write_then_interrupt(path, arrays):
     write(path, arrays)
-    os.kill(os.getpid(), signal.SIGINT)
+    raise KeyboardInterrupt
 store.write_npz = write_then_interrupt
 sys.exit(main(sys.argv[1:]))
 """
