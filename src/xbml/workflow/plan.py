@@ -18,7 +18,9 @@ import yaml
 
 from xbml.errors import ConfigError
 
-SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
+# package data, so the package reads no file of the repository it is not given;
+# workflow/schemas/config.schema.yaml (where Snakemake's validate reads it) links to it
+SCHEMA = Path(__file__).with_name("config.schema.yaml")
 
 # run names become folder names, wildcards and shell words: one alphabet, no shell meaning
 RUN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(--[A-Za-z0-9_.]+-[A-Za-z0-9_.-]+)*")
