@@ -304,7 +304,8 @@ def validate_values(cfg: dict) -> None:
             raise ConfigError(f"config key {'.'.join(key)!r} is {value!r}; it must be a finite number in {domain}")
     for key, valid in _choices().items():
         value = _get(cfg, key)
-        if value not in valid or isinstance(value, bool) != isinstance(valid[valid.index(value)], bool):
+        # by type as well as value: `train.amp: 1` is not `true`
+        if not any(type(value) is type(v) and value == v for v in valid):
             shown = ", ".join("null" if v is None else str(v).lower() if isinstance(v, bool) else v for v in valid)
             raise ConfigError(f"config key {'.'.join(key)!r} is {value!r}; valid values: {shown}")
     fold = cfg["data"]["fold"]

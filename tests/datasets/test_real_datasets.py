@@ -387,6 +387,13 @@ def test_cli_fetch_and_prepare(minis, server, tmp_path):
     assert "error:" in r.stderr and "list_eval_partition.txt" in r.stderr and "Traceback" not in r.stderr
 
 
+def _fetch_cub_archive_from_a_mirror(server, archive: Path, route: str, raw: Path, download_dir: Path) -> None:
+    """Fetch cub200 with `archive` (its true md5) served at `route` of the local HTTP server."""
+    url = server.add(f"{route}/CUB_200_2011.tgz", archive)
+    entry = {"name": "CUB_200_2011.tgz", "md5": md5(archive), "urls": [url]}
+    get_dataset("cub200").fetch(raw, {"download_dir": str(download_dir), "files": [entry]}, progress=False)
+
+
 def test_unsafe_archive_from_a_mirror_leaves_nothing(server, tmp_path):
     import io
     import tarfile
@@ -397,12 +404,9 @@ def test_unsafe_archive_from_a_mirror_leaves_nothing(server, tmp_path):
             info = tarfile.TarInfo(name)
             info.size = 3
             tf.addfile(info, io.BytesIO(b"abc"))
-    url = server.add("/evil/CUB_200_2011.tgz", evil)
-    entry = {"name": "CUB_200_2011.tgz", "md5": md5(evil), "urls": [url]}
-    sources = {"download_dir": str(tmp_path / "dl"), "files": [entry]}
     raw = tmp_path / "data" / "cub200"
     with pytest.raises(DataError, match="'../evil.txt'"):
-        get_dataset("cub200").fetch(raw, sources, progress=False)
+        _fetch_cub_archive_from_a_mirror(server, evil, "/evil", raw, tmp_path / "dl")
     assert list((tmp_path / "data").iterdir()) == []
     assert not (tmp_path / "evil.txt").exists()
 
@@ -585,10 +589,7 @@ def test_archive_whose_annotations_leave_the_raw_folder_is_never_marked_fetched(
     evil = tmp_path / "CUB_200_2011.tgz"
     with tarfile.open(evil, "w:gz") as tf:
         tf.add(src / "CUB_200_2011", arcname="CUB_200_2011")
-    url = server.add("/evil-annotations/CUB_200_2011.tgz", evil)
-    entry = {"name": "CUB_200_2011.tgz", "md5": md5(evil), "urls": [url]}
-    sources = {"download_dir": str(tmp_path / "dl"), "files": [entry]}
     raw = tmp_path / "data" / "cub200"
     with pytest.raises(DataError, match="images.txt:1: image path '../../../../outside/secret.jpg' leaves"):
-        get_dataset("cub200").fetch(raw, sources, progress=False)
+        _fetch_cub_archive_from_a_mirror(server, evil, "/evil-annotations", raw, tmp_path / "dl")
     assert list(raw.parent.iterdir()) == []

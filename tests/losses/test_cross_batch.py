@@ -60,7 +60,7 @@ def test_lipschitz_normalisation_shortens_only_long_vectors_with_the_stated_grad
 def test_histograms_are_convex_weights_of_the_projected_locations():
     reg, head = _regularizer(), EmbeddingHead(D_FEAT, D_EMB)
     out, _ = _output()
-    locations = reg.locations(out.feature_map, head)
+    locations = reg.assign.locations(out.feature_map, head)
     assert locations.shape == (16, 9, D_EMB)
     # the projected map's GAP is the head's linear map of the GAP: the embedding keeps its value
     torch.testing.assert_close(locations.mean(dim=1), head(out.pooled, normalize=False) - head.linear.bias)

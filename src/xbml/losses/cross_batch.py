@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xbml.losses.ridge import ridge_solve
-from xbml.models.prototype_pooling import FEATURES, PrototypeAssignment, location_features
+from xbml.models.prototype_pooling import FEATURES, PrototypeAssignment
 
 TARGETS = ("class_proxy", "embedding")
 PREDICTION_LOSSES = ("proxy_softmax", "base")
@@ -115,15 +115,6 @@ class CrossBatchRegularizer(nn.Module):
         """ln C for the proxy softmax; None where no uniform-guess level is defined."""
         return chance_loss(self.num_classes) if self.prediction_loss == "proxy_softmax" else None
 
-    def locations(self, feature_map: torch.Tensor, head: nn.Module | None) -> torch.Tensor:
-        """(b, d, h, w) -> (b, n, dim): the locations the prototypes are assigned to."""
-        x = location_features(feature_map)
-        if self.features == "backbone":
-            return x
-        if head is None:
-            raise ValueError("features 'projected' needs the embedding head (its W_e projects each location)")
-        return x @ head.linear.weight.float().t()  # W_e x_i, no bias: GAP of it is W_e GAP(x)
-
     def targets(self, pooled: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.target == "class_proxy":
             return self.class_vectors[labels]
@@ -160,7 +151,7 @@ class CrossBatchRegularizer(nn.Module):
     def from_output(self, out, labels: torch.Tensor, split: int, head=None, base_loss=None) -> XmlTerms:
         """The loss term and diagnostics straight from a model's output (see ModelOutput)."""
         with torch.autocast(device_type=out.feature_map.device.type, enabled=False):
-            locations = self.locations(out.feature_map, head)
+            locations = self.assign.locations(out.feature_map, head)
             assignments = self.assign.assignments(locations)
             histograms = assignments.mean(dim=1)
             pooled = locations.mean(dim=1) if self.features == "projected" else out.pooled
@@ -168,14 +159,6 @@ class CrossBatchRegularizer(nn.Module):
             with torch.no_grad():
                 diagnostics = entropy(assignments).mean(), entropy(histograms.mean(dim=0)).exp()
         return XmlTerms(loss, *diagnostics)
-
-    def assignment_maps(self, feature_map: torch.Tensor, head: nn.Module | None) -> torch.Tensor:
-        """(b, d, h, w) -> (b, K, h, w) soft assignments, for pictures of what the prototypes mean."""
-        b, _, h, w = feature_map.shape
-        with torch.autocast(device_type=feature_map.device.type, enabled=False):
-            a = self.assign.assignments(self.locations(feature_map, head))
-        return a.transpose(1, 2).reshape(b, -1, h, w)
-
 
 def build_regularizer(xml_cfg: dict, feature_dim: int, embedding_dim: int, num_classes: int, seed: int) -> CrossBatchRegularizer:
     # its own generator: creating XML parameters must not move the global RNG, so a

@@ -45,7 +45,8 @@ def location_features(feature_map: torch.Tensor) -> torch.Tensor:
 
 
 class PrototypeAssignment(nn.Module):
-    """Locations (b, n, dim) -> soft assignments (b, n, K) and histograms (b, K)."""
+    """Feature maps -> the locations it assigns (b, n, dim) -> soft assignments (b, n, K) and
+    histograms (b, K)."""
 
     def __init__(
         self, dim: int, num_prototypes: int = 32, scale: float = 10.0, features: str = "projected", generator=None
@@ -60,6 +61,22 @@ class PrototypeAssignment(nn.Module):
         else:
             init = F.normalize(torch.randn(num_prototypes, dim, generator=generator), dim=1)
         self.prototypes = nn.Parameter(init)
+
+    def locations(self, feature_map: torch.Tensor, head: nn.Module | None) -> torch.Tensor:
+        """(b, d, h, w) -> (b, n, dim): the locations this formulation assigns."""
+        x = location_features(feature_map)
+        if self.features == "backbone":
+            return x
+        if head is None:
+            raise ValueError("features 'projected' needs the embedding head (its W_e projects each location)")
+        return x @ head.linear.weight.float().t()  # W_e x_i, no bias: GAP of it is W_e GAP(x)
+
+    def maps(self, feature_map: torch.Tensor, head: nn.Module | None) -> torch.Tensor:
+        """(b, d, h, w) -> (b, K, h, w) soft assignments in float32, for pictures of the prototypes."""
+        b, _, h, w = feature_map.shape
+        with torch.autocast(device_type=feature_map.device.type, enabled=False):
+            a = self.assignments(self.locations(feature_map, head))
+        return a.transpose(1, 2).reshape(b, -1, h, w)
 
     def logits(self, locations: torch.Tensor) -> torch.Tensor:
         protos = self.prototypes.float()

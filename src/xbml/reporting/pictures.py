@@ -225,25 +225,20 @@ def compute_assignments(model, xml_state: dict, xml_cfg: dict, batch, device="cp
     """(b, K, h, w) soft prototype assignments of a batch of normalised images."""
     import torch
 
-    from xbml.losses.cross_batch import CrossBatchRegularizer
+    from xbml.models.prototype_pooling import PrototypeAssignment
 
     protos = xml_state["assign.prototypes"]
-    # only the assignment is drawn: the regulariser's own `assignment_maps` (which locations, how
-    # scored) with its prototypes; the prediction parts (class vectors) are not needed here.
-    # Checkpoints from before the `features` key used backbone locations.
-    reg = CrossBatchRegularizer(
-        feature_dim=protos.shape[1], embedding_dim=protos.shape[1], num_classes=1, num_prototypes=protos.shape[0],
-        assignment_scale=float(xml_cfg["assignment_scale"]), target="embedding", prediction_loss="base",
-        features=xml_cfg.get("features", "backbone"),
-    )
-    reg.assign.load_state_dict({"prototypes": protos})
+    # checkpoints from before the `features` key assigned backbone locations
+    assign = PrototypeAssignment(protos.shape[1], protos.shape[0], float(xml_cfg["assignment_scale"]),
+                                 xml_cfg.get("features", "backbone"))
+    assign.load_state_dict({"prototypes": protos})
     model.eval().to(device)
-    reg.to(device)
+    assign.to(device)
     out = []
     with torch.no_grad():
         for start in range(0, len(batch), 64):
             fmap = model(batch[start : start + 64].to(device)).feature_map
-            out.append(reg.assignment_maps(fmap, getattr(model, "head", None)).cpu())
+            out.append(assign.maps(fmap, getattr(model, "head", None)).cpu())
     return torch.cat(out).numpy()
 
 
