@@ -19,6 +19,7 @@ COMMANDS = {
     "prepare": ("xbml.commands.prepare", "parse a raw dataset into the common manifest"),
     "train": ("xbml.commands.train", "train an embedding model (baseline or XML), resumable"),
     "embed": ("xbml.commands.embed", "write L2-normalised embeddings of a split to .npz"),
+    "concatenate": ("xbml.commands.concatenate", "concatenate several models' embeddings of a split (4-fold protocol)"),
     "evaluate": ("xbml.commands.evaluate", "MAP@R, R-Precision, P@1, Recall@k from an embeddings file"),
     "version": ("xbml.commands.version", "version a dataset folder with DVC and push it to the remote"),
     "dvc-pipeline": ("xbml.commands.dvc_pipeline", "write the files DVC tracks for metrics and plots (metrics/<dataset>/)"),

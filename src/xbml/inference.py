@@ -14,7 +14,8 @@ from xbml.models import build_model
 
 
 def split_dataset(manifest: Manifest, split: str, data_cfg: dict) -> ManifestImages:
-    rows = manifest.indices(split, data_cfg["max_classes"])
+    """The images of a split as the model was trained on it: a fold model's `val` is its fold."""
+    rows = manifest.fold_indices(split, data_cfg.get("fold"), data_cfg["max_classes"])
     return ManifestImages(
         manifest,
         rows,

@@ -56,11 +56,11 @@ def _zip(src_dir: Path, top: str, out: Path) -> Path:
     return out
 
 
-def make_cub(work: Path, per_class: int = 3) -> Miniature:
+def make_cub(work: Path, per_class: int = 3, train_classes: int = 6) -> Miniature:
     """CUB_200_2011.tgz: CUB_200_2011/{images/NNN.Name/*.jpg, images.txt, image_class_labels.txt, ...}."""
     src = work / "cub_src"
     base = src / "CUB_200_2011"
-    train, test = [1, 2, 3, 4, 5, 6], [101, 102, 150, 200]
+    train, test = list(range(1, train_classes + 1)), [101, 102, 150, 200]
     images, labels, split = [], [], []
     image_id = 0
     for c in train + test:

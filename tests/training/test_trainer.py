@@ -3,12 +3,13 @@
 import signal
 import subprocess
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import PYTHON, ROOT, make_blob_dataset, tiny_train_overrides
 from xbml.config import load_config
-from xbml.errors import CheckpointError, TrainingDiverged
+from xbml.errors import CheckpointError, DataError, TrainingDiverged
 from xbml.training.trainer import Trainer, train
 
 
@@ -200,3 +201,24 @@ def test_pretrained_weights_load_from_a_local_file(tmp_path):
     net = build_backbone("resnet18", 3, pretrained=True, weights_path=str(path))
     assert torch.equal(net.stem[0].weight, reference.conv1.weight)
     assert net(torch.randn(1, 3, 64, 64)).shape == (1, 512, 2, 2)
+
+
+def test_a_fold_model_trains_on_the_other_folds_and_validates_on_its_own(blob_dataset, tmp_path):
+    from xbml.datasets.manifest import read_manifest
+    from xbml.inference import split_dataset
+
+    manifest = read_manifest(blob_dataset)
+    cfg = load_config(None, tiny_train_overrides(blob_dataset, iterations=2) + ["data.fold=1"])
+    trainer = Trainer(cfg, tmp_path / "fold1")
+    train_rows = manifest.indices("train")
+    fold_of = dict(zip(train_rows.tolist(), manifest.folds[train_rows].tolist()))
+    trained = set(manifest.labels[trainer.train_set.rows].tolist())
+    validated = set(manifest.labels[trainer.val_rows].tolist())
+    assert validated and trained and not (trained & validated)
+    assert {fold_of[r] for r in trainer.val_rows.tolist()} == {1}
+    assert 1 not in {fold_of[r] for r in trainer.train_set.rows.tolist()}
+    assert trained | validated == set(manifest.labels[train_rows].tolist())
+    # `xbml embed --split val` of a fold model embeds the fold it was validated on
+    np.testing.assert_array_equal(split_dataset(manifest, "val", cfg["data"]).rows, trainer.val_rows)
+    with pytest.raises(DataError, match="fold 7 does not exist .*pick one of them"):
+        Trainer(load_config(None, tiny_train_overrides(blob_dataset) + ["data.fold=7"]), tmp_path / "fold7")

@@ -248,3 +248,27 @@ def test_every_rule_with_inputs_ignores_input_mtimes():
     with_inputs = {name for name, body in rules.items() if re.search(r"^    input:", body, re.MULTILINE)}
     assert {"train", "report", "dvc_metrics"} <= with_inputs
     assert set(profile["consider-ancient"]) == with_inputs - {"all"}
+
+
+def test_mlrc_4fold_makes_each_run_four_fold_models_reported_concatenated_and_separately():
+    cfg = _config()
+    cfg["datasets"]["glyphs"].update(protocol="mlrc_4fold", val_fraction=0.0)
+    runs = expand_runs(cfg)
+    assert len(runs) == 2 * 2  # still one run per setting and seed: the table's rows
+    run = runs[0]
+    assert run.models == tuple(f"seed{run.seed}-fold{k}" for k in range(4))
+    assert [run.model_overrides(m)[-1] for m in run.models] == [f"data.fold={k}" for k in range(4)]
+    assert run.row_splits(["val", "test"]) == ["val", "test", "test_separated"]
+    assert run.metric_sources("test") == (f"{run.concatenated}/metrics_test.json",)
+    assert run.metric_sources("test_separated") == tuple(f"{m}/metrics_test.json" for m in run.model_folders)
+    assert run.metric_sources("val") == tuple(f"{m}/metrics_val.json" for m in run.model_folders)
+    standard = expand_runs(_config())[0]
+    assert standard.models == ("seed0",) and standard.metric_sources("test") == (f"{standard.folder}/metrics_test.json",)
+
+
+def test_mlrc_4fold_with_validation_classes_set_aside_is_refused():
+    cfg = _config()
+    cfg["datasets"]["glyphs"]["protocol"] = "mlrc_4fold"
+    with pytest.raises(ConfigError, match="datasets.glyphs.val_fraction: .*set val_fraction: 0"):
+        expand_runs(cfg)
+

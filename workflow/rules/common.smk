@@ -18,7 +18,14 @@ if workflow.overwrite_configfiles:
 validate(config, "../schemas/config.schema.yaml")
 
 from xbml.errors import XbmlError
-from xbml.workflow.plan import RUN_NAME_PATTERN, expand_runs, launcher, validate_config
+from xbml.workflow.plan import (
+    EVALUATED_PATTERN,
+    MODEL_PATTERN,
+    RUN_NAME_PATTERN,
+    expand_runs,
+    launcher,
+    validate_config,
+)
 
 try:
     CONFIG = validate_config(config)
@@ -35,6 +42,7 @@ SPLITS = CONFIG["eval_splits"]
 wildcard_constraints:
     dataset="[A-Za-z0-9_]+",
     run=RUN_NAME_PATTERN,
+    model=MODEL_PATTERN,
     seed=r"\d+",
     split="val|test",
 
@@ -44,6 +52,17 @@ def runs_of(dataset):
 
 
 def find_run(wildcards):
+    """The run one of whose models (seed<k>, seed<k>-fold<j>) the wildcards name."""
+    for r in RUNS:
+        if (r.dataset, r.name) == (wildcards.dataset, wildcards.run) and wildcards.model in r.models:
+            return r
+    raise WorkflowError(
+        f"no model {wildcards.model} of run {wildcards.run} for {wildcards.dataset} in the config"
+    )
+
+
+def find_unit(wildcards):
+    """The run of the wildcards' seed (for the rules that combine its fold models)."""
     for r in RUNS:
         if (r.dataset, r.name, r.seed) == (
             wildcards.dataset,
@@ -63,13 +82,15 @@ def dataset_cfg(wildcards):
 def train_args(wildcards):
     """The `--set` and label arguments of a run, shell-quoted (values come from the config)."""
     run = find_run(wildcards)
-    sets = [f"data.prepared=data/prepared/{wildcards.dataset}", *run.overrides]
+    overrides = run.model_overrides(wildcards.model)
+    sets = [f"data.prepared=data/prepared/{wildcards.dataset}", *overrides]
     words = [f"--set {shlex.quote(a)}" for a in sets]
     words += [f"--sweep {shlex.quote(key)}" for key, _ in run.swept]
     words += [
         f"--dataset {shlex.quote(run.dataset)}",
         f"--method {shlex.quote(run.method)}",
         f"--run-name {shlex.quote(run.name)}",
+        f"--seed {run.seed}",
     ]
     return " ".join(words)
 
@@ -80,15 +101,31 @@ def train_launcher(wildcards, resources):
 
 
 def metrics_of(dataset):
+    """Every metrics file the rows of the dataset's metrics table are made of."""
     return [
-        f"{r.folder}/metrics_{split}.json" for r in runs_of(dataset) for split in SPLITS
+        source
+        for r in runs_of(dataset)
+        for split in r.row_splits(SPLITS)
+        for source in r.metric_sources(split)
     ]
+
+
+def fold_embeddings(wildcards):
+    """The test embeddings of a run's fold models, in fold order (concatenated in that order)."""
+    run = find_unit(wildcards)
+    if not run.folds:
+        raise WorkflowError(
+            f"run {run.name} seed {run.seed} of {run.dataset} has no fold models to concatenate "
+            "(its dataset's protocol is standard)"
+        )
+    return [f"{m}/embeddings_{wildcards.split}.npz" for m in run.model_folders]
 
 
 def curves_of(dataset):
     return [
-        f"metrics/{dataset}/{kind}_curves/{r.name}_seed{r.seed}.csv"
+        f"metrics/{dataset}/{kind}_curves/{r.name}_{model}.csv"
         for r in runs_of(dataset)
+        for model in r.models
         for kind in ("train", "val")
     ]
 

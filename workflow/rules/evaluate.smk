@@ -2,18 +2,37 @@
 
 
 rule evaluate:
+    wildcard_constraints:
+        model=EVALUATED_PATTERN,
     input:
-        "results/{dataset}/{run}/seed{seed}/embeddings_{split}.npz",
+        "results/{dataset}/{run}/{model}/embeddings_{split}.npz",
     output:
-        "results/{dataset}/{run}/seed{seed}/metrics_{split}.json",
+        "results/{dataset}/{run}/{model}/metrics_{split}.json",
     log:
-        "logs/{dataset}/evaluate/{run}/seed{seed}_{split}.log",
+        "logs/{dataset}/evaluate/{run}/{model}_{split}.log",
     benchmark:
-        "results/{dataset}/benchmarks/evaluate/{run}/seed{seed}_{split}.tsv"
+        "results/{dataset}/benchmarks/evaluate/{run}/{model}_{split}.tsv"
     conda:
         "../../environment.yml"
     shell:
         "python -m xbml evaluate {input:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
+
+
+# mlrc_4fold: a run's fold models side by side, each L2-normalised (MLRC's concatenated
+# embedding), evaluated by the rule above; the held-out folds differ per model, so only test
+rule concatenate_folds:
+    wildcard_constraints:
+        split="test",
+    input:
+        embeddings=fold_embeddings,
+    output:
+        "results/{dataset}/{run}/seed{seed}-concatenated/embeddings_{split}.npz",
+    log:
+        "logs/{dataset}/concatenate_folds/{run}/seed{seed}_{split}.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m xbml concatenate {input.embeddings:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule aggregate:
@@ -37,13 +56,13 @@ rule aggregate:
 # one rule per run, not directory() outputs, whose .snakemake_timestamp `dvc plots` cannot read.
 rule dvc_curves:
     input:
-        train="results/{dataset}/{run}/seed{seed}/train_log.jsonl",
-        val="results/{dataset}/{run}/seed{seed}/val_log.jsonl",
+        train="results/{dataset}/{run}/{model}/train_log.jsonl",
+        val="results/{dataset}/{run}/{model}/val_log.jsonl",
     output:
-        train="metrics/{dataset}/train_curves/{run}_seed{seed}.csv",
-        val="metrics/{dataset}/val_curves/{run}_seed{seed}.csv",
+        train="metrics/{dataset}/train_curves/{run}_{model}.csv",
+        val="metrics/{dataset}/val_curves/{run}_{model}.csv",
     log:
-        "logs/{dataset}/dvc_curves/{run}/seed{seed}.log",
+        "logs/{dataset}/dvc_curves/{run}/{model}.log",
     conda:
         "../../environment.yml"
     shell:

@@ -7,15 +7,15 @@ rule train:
     input:
         "data/prepared/{dataset}",
     output:
-        model="results/{dataset}/{run}/seed{seed}/model.pt",
-        train_log="results/{dataset}/{run}/seed{seed}/train_log.jsonl",
-        val_log="results/{dataset}/{run}/seed{seed}/val_log.jsonl",
-        summary="results/{dataset}/{run}/seed{seed}/train_summary.json",
-        run_info="results/{dataset}/{run}/seed{seed}/run.json",
+        model="results/{dataset}/{run}/{model}/model.pt",
+        train_log="results/{dataset}/{run}/{model}/train_log.jsonl",
+        val_log="results/{dataset}/{run}/{model}/val_log.jsonl",
+        summary="results/{dataset}/{run}/{model}/train_summary.json",
+        run_info="results/{dataset}/{run}/{model}/run.json",
     log:
-        "logs/{dataset}/train/{run}/seed{seed}.log",
+        "logs/{dataset}/train/{run}/{model}.log",
     benchmark:
-        "results/{dataset}/benchmarks/train/{run}/seed{seed}.tsv"
+        "results/{dataset}/benchmarks/train/{run}/{model}.tsv"
     conda:
         "../../environment.yml"
     params:
@@ -25,18 +25,18 @@ rule train:
         launcher=train_launcher,
     shell:
         "{params.launcher} -m xbml train --config {params.config:q} {params.overrides} "
-        "--seed {wildcards.seed:q} --threads {threads} --out {params.out:q} > {log:q} 2>&1"
+        "--threads {threads} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule embed:
     input:
-        "results/{dataset}/{run}/seed{seed}/model.pt",
+        "results/{dataset}/{run}/{model}/model.pt",
     output:
-        "results/{dataset}/{run}/seed{seed}/embeddings_{split}.npz",
+        "results/{dataset}/{run}/{model}/embeddings_{split}.npz",
     log:
-        "logs/{dataset}/embed/{run}/seed{seed}_{split}.log",
+        "logs/{dataset}/embed/{run}/{model}_{split}.log",
     benchmark:
-        "results/{dataset}/benchmarks/embed/{run}/seed{seed}_{split}.tsv"
+        "results/{dataset}/benchmarks/embed/{run}/{model}_{split}.tsv"
     conda:
         "../../environment.yml"
     shell:

@@ -54,6 +54,23 @@ class Manifest:
             idx = idx[np.isin(self.labels[idx], keep)]
         return idx
 
+    def fold_indices(self, split: str, fold: int | None, max_classes: int = 0) -> np.ndarray:
+        """Row indices of a split as a cross-validation fold model sees it (MLRC's 4-fold
+        protocol): with a fold, `train` is the training classes outside it and `val` its own
+        classes; without one (or for `test`), the split itself."""
+        if fold is None or split == "test":
+            return self.indices(split, max_classes)
+        if split not in SPLITS:
+            raise DataError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+        rows = self.indices("train", max_classes)
+        folds = self.folds[rows]
+        if int(fold) not in set(folds.tolist()):
+            raise DataError(
+                f"fold {fold} does not exist in {self.root}: its training classes form the folds "
+                f"{sorted(set(folds.tolist()) - {-1})}; pick one of them (data.fold)"
+            )
+        return rows[folds == int(fold)] if split == "val" else rows[folds != int(fold)]
+
     def classes(self, split: str) -> np.ndarray:
         return np.unique(self.labels[self.splits == split])
 

@@ -17,7 +17,7 @@ import pandas as pd
 from xbml.errors import XbmlError
 from xbml.reporting import xml_diagnostics
 from xbml.reporting.figures import runs_xml
-from xbml.reporting.results import METRICS, PRIMARY, dataset_runs, read_logs, read_train_summary, run_folder, run_names
+from xbml.reporting.results import METRICS, PRIMARY, SPLIT_LABELS, dataset_runs, read_logs, read_train_summary, run_folder, run_names
 from xbml.reporting.statistics import PairedComparison, compare, holm_adjust
 from xbml.reporting.tables import ALLOW_MISSING_HINT, Gap, per_seed, read_metrics_table, table_gaps
 from xbml.workflow.plan import Run, load_workflow_config
@@ -102,6 +102,15 @@ class Analysis:
             return ", ".join(f"{k}={v}" for k, v in r.swept)
         return ""
 
+    @property
+    def fold_protocol(self) -> bool:
+        """Whether the runs are fold models (mlrc_4fold): test is their concatenation."""
+        return any(r.folds for r in self.runs)
+
+    def split_label(self, split: str) -> str:
+        label = SPLIT_LABELS.get(split, split)
+        return f"{label}, fold models concatenated" if split == "test" and self.fold_protocol else label
+
     def summary(self, run: Run) -> dict:
         return self.summaries.get((run.name, run.seed), {})
 
@@ -161,7 +170,7 @@ def analyse(config_path, dataset, metrics_csv, results="results", prepared=None,
     results = Path(results)
     summaries = {(r.name, r.seed): read_train_summary(run_folder(results, r)) for r in runs}
     a = Analysis(config, Path(config_path), Path(metrics_csv), dataset, df, runs, order, config["baseline"], results,
-                 [s for s in ("test", "val") if s in set(df["split"])], prepared, device, gaps, summaries)
+                 [s for s in SPLIT_LABELS if s in set(df["split"])], prepared, device, gaps, summaries)
     a.comparisons = _comparisons(a)
     a.xml = _xml_runs(a)
     for method in a.swept_methods:

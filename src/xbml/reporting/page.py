@@ -14,7 +14,7 @@ from xbml.reporting import page_tables as tables
 from xbml.reporting.analysis import MAIN_METRICS, Analysis
 from xbml.reporting.figures import XML_LOSS_FIGURE, Figure
 from xbml.reporting.html import Cell, Section, esc
-from xbml.reporting.results import METRICS, PRIMARY
+from xbml.reporting.results import METRICS, PRIMARY, SPLIT_MEANINGS
 from xbml.reporting.statistics import describe
 
 
@@ -24,6 +24,12 @@ def page(a: Analysis, figures: dict[str, Figure]) -> str:
     lead = (f"{len(a.order)} run(s) &times; {n_seeds} seed(s); baseline <b>{esc(a.baseline)}</b>; metrics on "
             f"classes unseen in training (test) and on held-out training classes (validation, used for model "
             f"selection only). Metrics table: <code>metrics.csv</code>.")
+    if a.fold_protocol:
+        lead += (" Protocol <b>mlrc_4fold</b> (MLRC): every seed trains 4 fold models, each on 3 of 4 "
+                 "class-disjoint folds of the training classes and validated on the fourth. <i>Test</i> evaluates "
+                 "their embeddings concatenated (each L2-normalised), <i>test, fold models separately</i> the mean "
+                 "of the 4 models evaluated alone, <i>validation</i> the mean over the models of their held-out "
+                 "folds. Curves and pictures show fold 0.")
     summary = Section("summary", "Summary")
     summary.add(tables.gaps_html(a))
     summary.add(tables.xml_sentences_html(a))  # before the verdicts: a regulariser that learned nothing explains them
@@ -43,7 +49,7 @@ def page(a: Analysis, figures: dict[str, Figure]) -> str:
             part = a.values(run, split)
             std = float(part.std(ddof=1)) if len(part) > 1 else math.nan
             facts.append(f"{esc(run)}: {html.mean_std(float(part.mean()), std)} over {len(part)} seed(s)")
-        summary.add(f"<p>{why} {'Test' if split == 'test' else 'Validation'} MAP@R (mean &plusmn; sd): "
+        summary.add(f"<p>{why} {a.split_label(split)} MAP@R (mean &plusmn; sd): "
                     f"{'; '.join(facts)}.</p>")
     sections.append(summary)
     if a.xml:
@@ -54,10 +60,10 @@ def page(a: Analysis, figures: dict[str, Figure]) -> str:
 
     res = Section("results", "Results per run (mean \u00b1 sd over seeds)")
     for split in a.splits:
-        words = "Test: classes unseen in training" if split == "test" else "Validation: held-out training classes"
-        res.add(f"<h3>{words}</h3>")
+        res.add(f"<h3>{a.split_label(split)}: {SPLIT_MEANINGS[split]}</h3>")
         res.add(tables.summary_table(a, split))
-        res.add(_figure_html(figures, f"metrics_{split}.png"))
+        if f"metrics_{split}.png" in figures:
+            res.add(_figure_html(figures, f"metrics_{split}.png"))
     res.add('<p class="note">Standard deviations are over seeds (ddof = 1); bold = best mean in its column. '
             "Recall@k is the fraction of queries with at least one same-class item among the k nearest.</p>")
     sections.append(res)
@@ -66,7 +72,7 @@ def page(a: Analysis, figures: dict[str, Figure]) -> str:
         comp = Section("comparison", f"Paired comparison with {a.baseline}")
         comp.add(tables.stats_note(a))
         for split in a.splits:
-            comp.add(f"<h3>{'Test' if split == 'test' else 'Validation'}</h3>")
+            comp.add(f"<h3>{a.split_label(split)}</h3>")
             comp.add(tables.comparison_table(a, split, [m for m, _ in METRICS] if split == "test" else MAIN_METRICS))
             if split == "test":
                 said = [esc(describe(c, "test MAP@R")) for run in a.others

@@ -11,7 +11,7 @@ from pathlib import Path
 from xbml.reporting import html, xml_diagnostics
 from xbml.reporting.analysis import Analysis
 from xbml.reporting.html import Cell, Section, esc
-from xbml.reporting.results import METRIC_LABELS, METRICS, PRIMARY
+from xbml.reporting.results import METRIC_LABELS, METRICS, PRIMARY, SPLIT_LABELS
 from xbml.reporting.statistics import (
     BETTER,
     CORRECTION_NAME,
@@ -73,7 +73,7 @@ def verdict_classes(c: PairedComparison) -> tuple[str, ...]:
 
 
 def finding(c: PairedComparison, how: str) -> str:
-    text = describe(c, f"{'test ' if c.split == 'test' else 'validation '}{METRIC_LABELS[c.metric]}")
+    text = describe(c, f"{SPLIT_LABELS.get(c.split, c.split).lower()} {METRIC_LABELS[c.metric]}")
     if how:
         text = f"{how[0].upper()}{how[1:]}: {text}"
     classes = verdict_classes(c)
@@ -87,7 +87,7 @@ def _split_limits(a: Analysis, split: str) -> str:
     """What the seeds of one split can show: the exact test's floor, Holm's floor, the resolution."""
     comps = [c for c in a.comparisons if c.split == split]
     tested = [c for c in comps if c.n >= 2]
-    name = "Test" if split == "test" else "Validation"
+    name = a.split_label(split)
     if not tested:
         return f"{name}: one seed per comparison, no test is possible."
     alpha = tested[0].alpha

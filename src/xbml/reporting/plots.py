@@ -21,6 +21,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from xbml.reporting.results import LOSS_LABELS, LOSS_TERMS, METRIC_LABELS, METRICS, PRIMARY  # noqa: E402
+from xbml.workflow.plan import SEPARATED  # noqa: E402
 from xbml.reporting.statistics import PairedComparison, t_interval  # noqa: E402
 
 DPI = 110
@@ -107,13 +108,14 @@ def _seed_range(counts) -> str:
 
 
 def _split_words(split: str) -> str:
-    return {"test": "test classes (unseen in training)", "val": "validation classes (model selection)"}.get(split, split)
+    return {"test": "test classes (unseen in training)", SEPARATED: "test classes, fold models separately",
+            "val": "validation classes (model selection)"}.get(split, split)
 
 
 def differences_figure(comparisons: list[PairedComparison], run_order: list[str], palette: dict, dataset: str):
     """Per-seed paired differences (method - baseline) with the mean and its t interval."""
     theme()
-    splits = [s for s in ("val", "test") if any(c.split == s for c in comparisons)]
+    splits = [s for s in ("val", "test", SEPARATED) if any(c.split == s for c in comparisons)]
     metrics = [m for m in ("map_at_r", "r_precision", "precision_at_1") if any(c.metric == m for c in comparisons)]
     runs = [r for r in run_order if any(c.method == r for c in comparisons)]
     height = 1.0 + 0.45 * len(runs)

@@ -1,8 +1,8 @@
 """The results tree of one dataset, as the workflow config describes it.
 
-Each run of `expand_runs` has a folder `results/{dataset}/{run}/seed{seed}` (see
-`xbml.workflow.plan.Run.folder`) with the files `xbml train`, `xbml embed` and
-`xbml evaluate` write. This module finds and reads them; nothing here imports torch.
+Each run of `expand_runs` has its model folders under `results/{dataset}/{run}/` (`seed{seed}`,
+or one `seed{seed}-fold{k}` per fold model under mlrc_4fold: see `xbml.workflow.plan.Run`) with
+the files `xbml train`, `xbml embed` and `xbml evaluate` write. This module finds and reads them; nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from xbml.errors import ConfigError, XbmlError
 from xbml.training.run_log import read_jsonl
-from xbml.workflow.plan import Run, expand_runs
+from xbml.workflow.plan import SEPARATED, Run, expand_runs
 
 # (column, label) of the retrieval metrics in the order tables show them
 METRICS: tuple[tuple[str, str], ...] = (
@@ -27,6 +27,18 @@ METRICS: tuple[tuple[str, str], ...] = (
 )
 METRIC_LABELS = dict(METRICS)
 PRIMARY = "map_at_r"
+#: the splits of the metrics table in the order the report shows them, and their names there
+SPLIT_LABELS = {
+    "test": "Test",
+    SEPARATED: "Test, fold models separately",
+    "val": "Validation",
+}
+#: what each split's rows are, for the page
+SPLIT_MEANINGS = {
+    "test": "classes unseen in training",
+    SEPARATED: "classes unseen in training; the mean over the 4 fold models, each evaluated alone",
+    "val": "held-out training classes (model selection)",
+}
 LOSS_TERMS = ("loss", "loss_base", "loss_xml")
 LOSS_LABELS = {"loss": "total loss", "loss_base": "base DML loss", "loss_xml": "XML prediction loss"}
 
@@ -89,16 +101,8 @@ def metric_problem(value) -> str | None:
     return None
 
 
-def metrics_path(folder: Path, split: str) -> Path:
-    return folder / f"metrics_{split}.json"
-
-
 def evaluate_fix(split: str) -> str:
     return f"run `python -m xbml embed` and `python -m xbml evaluate` for the {split} split of this run first"
-
-
-def read_metrics(folder: Path, split: str) -> dict:
-    return read_json(metrics_path(folder, split), "metrics file", evaluate_fix(split))
 
 
 def read_train_summary(folder: Path) -> dict:

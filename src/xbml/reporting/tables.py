@@ -10,16 +10,17 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from xbml.errors import XbmlError
 from xbml.reporting.results import (
     METRICS,
     dataset_runs,
+    evaluate_fix,
     metric_problem,
-    metrics_path,
+    read_json,
     read_logs,
-    read_metrics,
     read_text,
     read_train_summary,
     run_folder,
@@ -91,6 +92,42 @@ def _metric_values(path: Path, metrics: dict, allow_missing: bool) -> tuple[dict
     return values, problems
 
 
+def _train_facts(folders: list[Path]) -> dict:
+    """What training a run cost and chose; a run of several (fold) models sums their times and
+    gives the mean selected iteration."""
+    summaries = [read_train_summary(f) for f in folders]
+    times = [_train_time(f, s) for f, s in zip(folders, summaries)]
+    selected = [_selected_iteration(f, s) for f, s in zip(folders, summaries)]
+    return {
+        "selected_iteration": selected[0] if len(selected) == 1 else float(np.mean(selected)),
+        "iterations": summaries[0].get("iterations", math.nan),
+        "train_time_s": round(math.fsum(t[0] for t in times), 3),
+        "train_wall_time_s": math.fsum(t[1] for t in times),
+    }
+
+
+def _mean_metrics(paths: list[Path], run: Run, split: str, allow_missing: bool) -> tuple[dict, dict]:
+    """(retrieval metrics, evaluation bookkeeping prefixed eval_) of a row: the metrics file's,
+    or the mean over the files of a run's fold models."""
+    values: list[dict] = []
+    evaluation: dict[str, list[float]] = {}
+    for path in paths:
+        metrics = read_json(path, "metrics file", evaluate_fix(split))
+        v, problems = _metric_values(path, metrics, allow_missing)
+        for problem in problems:
+            log.warning("%s", Gap(run.name, run.seed, split, f"{problem} in {path}: written as NaN"))
+        values.append(v)
+        for name, value in metrics.items():
+            # bookkeeping of the evaluation (num_queries, k, seconds, ...), prefixed to say so
+            if name in METRIC_NAMES or name in SKIP_KEYS:
+                continue
+            number = scalar(value)
+            if number is not None:
+                evaluation.setdefault(f"eval_{name}", []).append(number)
+    mean = {m: float(np.mean([v[m] for v in values])) for m in values[0]}
+    return mean, {k: float(np.mean(v)) for k, v in evaluation.items()}
+
+
 def aggregate_rows(config: dict, dataset: str, results: str | Path = "results", allow_missing: bool = False) -> pd.DataFrame:
     """One row per run x evaluated split: ids, swept parameters, every metric, training facts.
 
@@ -107,35 +144,22 @@ def aggregate_rows(config: dict, dataset: str, results: str | Path = "results", 
     rows = []
     extra_keys: dict[str, None] = {}
     for run in runs:
-        folder = run_folder(results, run)
-        summary = read_train_summary(folder)
-        steps, wall = _train_time(folder, summary)
-        selected = _selected_iteration(folder, summary)
+        facts = _train_facts([Path(results) / Path(f).relative_to("results") for f in run.model_folders])
         swept = dict(run.swept)
-        for split in splits:
-            path = metrics_path(folder, split)
-            if not path.exists() and allow_missing:
-                log.warning("%s", Gap(run.name, run.seed, split, f"no metrics file {path}: row left out"))
+        for split in run.row_splits(splits):
+            paths = [Path(results) / Path(f).relative_to("results") for f in run.metric_sources(split)]
+            absent = [p for p in paths if not p.exists()]
+            if absent and allow_missing:
+                log.warning("%s", Gap(run.name, run.seed, split, f"no metrics file {absent[0]}: row left out"))
                 continue
-            metrics = read_metrics(folder, split)
-            values, problems = _metric_values(path, metrics, allow_missing)
-            for problem in problems:
-                log.warning("%s", Gap(run.name, run.seed, split, f"{problem} in {path}: written as NaN"))
+            values, evaluation = _mean_metrics(paths, run, split, allow_missing)
             row: dict = {"dataset": dataset, "run": run.name, "method": run.method, "seed": run.seed, "split": split}
             row.update({k: swept.get(k) for k in keys})
             row.update(values)
-            for name, value in metrics.items():
-                # bookkeeping of the evaluation (num_queries, k, seconds, ...), prefixed to say so
-                if name in METRIC_NAMES or name in SKIP_KEYS:
-                    continue
-                v = scalar(value)
-                if v is not None:
-                    row[f"eval_{name}"] = v
-                    extra_keys[f"eval_{name}"] = None
-            row["selected_iteration"] = selected
-            row["iterations"] = summary.get("iterations", math.nan)
-            row["train_time_s"] = steps
-            row["train_wall_time_s"] = wall
+            for name, v in evaluation.items():
+                row[name] = v
+                extra_keys[name] = None
+            row.update(facts)
             rows.append(row)
     columns = [
         *ID_COLUMNS, *keys, *(m for m, _ in METRICS), *extra_keys,
@@ -199,7 +223,7 @@ def table_gaps(df: pd.DataFrame, runs: list[Run], splits: list[str]) -> list[Gap
     """Every planned (run, seed, split) without a row, and every row with NaN metrics, in plan order."""
     gaps = []
     for run in runs:
-        for split in splits:
+        for split in run.row_splits(splits):
             rows = df[(df["run"] == run.name) & (df["seed"] == run.seed) & (df["split"] == split)]
             if rows.empty:
                 gaps.append(Gap(run.name, run.seed, split, "no row in the metrics table"))

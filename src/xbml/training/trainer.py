@@ -95,17 +95,10 @@ class Trainer:
 
         data_cfg = cfg["data"]
         self.manifest = read_manifest(data_cfg["prepared"])
-        train_rows = self.manifest.indices("train", data_cfg["max_classes"])
-        if data_cfg["fold"] is not None:
-            # cross-validation: train on the other folds, validate on this one
-            fold = int(data_cfg["fold"])
-            folds = self.manifest.folds[train_rows]
-            if fold not in set(folds.tolist()):
-                raise ConfigError(f"data.fold {fold} does not exist in {data_cfg['prepared']}")
-            self.val_rows = train_rows[folds == fold]
-            train_rows = train_rows[folds != fold]
-        else:
-            self.val_rows = self.manifest.indices("val", data_cfg["max_classes"])
+        # with data.fold (cross-validation) the held-out fold validates, the other folds train
+        fold = data_cfg["fold"]
+        train_rows = self.manifest.fold_indices("train", fold, data_cfg["max_classes"])
+        self.val_rows = self.manifest.fold_indices("val", fold, data_cfg["max_classes"])
         self.val_set = None
         if len(train_rows) == 0:
             raise DataError(f"{data_cfg['prepared']} has no training images")

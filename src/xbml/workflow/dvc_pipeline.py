@@ -7,8 +7,9 @@ cached results/<dataset>/, so this module writes small copies beside it, under m
 
 - metrics.json: per run setting and split, the mean over seeds of MAP@R, R-Precision, P@1
 - runs.csv: test metrics of every run and seed (one bar each)
-- train_curves/<run>_seed<k>.csv, val_curves/<run>_seed<k>.csv: train_log.jsonl / val_log.jsonl
-  as CSV, which `dvc plots` reads (it has no JSON-lines parser); one file per run
+- train_curves/<run>_<model>.csv, val_curves/<run>_<model>.csv: train_log.jsonl / val_log.jsonl
+  as CSV, which `dvc plots` reads (it has no JSON-lines parser); one file per trained model
+  (<model> is seed<k>, or seed<k>-fold<j> under mlrc_4fold)
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def summarize(config: dict, dataset: str, out: str | Path, root: str | Path = ".
     runs = [r for r in expand_runs(config, check=False) if r.dataset == dataset]
     if not runs:
         raise XbmlError(f"the workflow config has no runs on dataset {dataset!r}")
-    wanted = {f"{r.name}_seed{r.seed}.csv" for r in runs}
+    wanted = {f"{r.name}_{model}.csv" for r in runs for model in r.models}
     for stale in [p for sub in ("train_curves", "val_curves") for p in (out / sub).glob("*.csv")]:
         if stale.name not in wanted:  # a run dropped from the config leaves no curve in the plots
             stale.unlink()
@@ -70,8 +71,8 @@ def summarize(config: dict, dataset: str, out: str | Path, root: str | Path = ".
     for name in dict.fromkeys(r.name for r in runs):
         seeds = [r for r in runs if r.name == name]
         summary[name] = {}
-        for split in config["eval_splits"]:
-            values = [_read_metrics(root / r.folder / f"metrics_{split}.json") for r in seeds]
+        for split in seeds[0].row_splits(config["eval_splits"]):
+            values = [_row_metrics(root, r, split) for r in seeds]
             summary[name][split] = {k: round(fmean(v[k] for v in values), 6) for k in METRICS}
             if split == "test":
                 per_run += [{"run": f"{r.name}/seed{r.seed}", **v} for r, v in zip(seeds, values)]
@@ -79,7 +80,12 @@ def summarize(config: dict, dataset: str, out: str | Path, root: str | Path = ".
     if per_run:
         _write_csv(out / "runs.csv", per_run)
     else:  # no test split evaluated: the per-run bars show validation instead
-        _write_csv(out / "runs.csv", [{"run": f"{r.name}/seed{r.seed}",
-                                       **_read_metrics(root / r.folder / "metrics_val.json")} for r in runs])
+        _write_csv(out / "runs.csv", [{"run": f"{r.name}/seed{r.seed}", **_row_metrics(root, r, "val")} for r in runs])
     (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _row_metrics(root: Path, run, split: str) -> dict:
+    """A run's metrics of a split: its file's, or the mean over its fold models' files."""
+    values = [_read_metrics(root / source) for source in run.metric_sources(split)]
+    return {k: fmean(v[k] for v in values) for k in METRICS}

@@ -28,18 +28,83 @@ RUN_NAME_PATTERN = RUN_NAME.pattern  # the `run` wildcard of the Snakefile
 _PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 
 
+# how a run's models are trained and evaluated: config key datasets.<name>.protocol (schema)
+#: MLRC (Musgrave et al., 2020): four class-disjoint folds of the training classes; a run is four
+#: fold models, each validated on its held-out fold
+MLRC_FOLDS = 4
+# a run's model folders: seed<k>, or seed<k>-fold<j> under mlrc_4fold; the fold models' test
+# embeddings concatenated live in seed<k>-concatenated (the `model` wildcard of the Snakefile)
+MODEL_PATTERN = r"seed\d+(-fold\d+)?"
+EVALUATED_PATTERN = r"seed\d+(-fold\d+|-concatenated)?"
+#: the rows a run has in the metrics table beyond its evaluated splits (mlrc_4fold)
+SEPARATED = "test_separated"
+
+
 @dataclass(frozen=True)
 class Run:
+    """One seed of one method setting on one dataset: a row of the metrics table per split.
+
+    Under the standard protocol it is one model (folder ``seed<k>``); under ``mlrc_4fold`` it is
+    four fold models (``seed<k>-fold<j>``), reported concatenated (``test``, their test embeddings
+    side by side) and separately (``test_separated`` and ``val``: the mean over the fold models).
+    """
+
     dataset: str
     name: str  # method, plus its swept values as a slug: "xml--xml.weight-0.2"
     method: str
     seed: int
     overrides: tuple[str, ...]
     swept: tuple[tuple[str, object], ...] = field(default=())  # (key, typed value)
+    folds: tuple[int, ...] = field(default=())  # mlrc_4fold: the fold of each model
+
+    @property
+    def root(self) -> str:
+        return f"results/{self.dataset}/{self.name}"
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The folder name of each trained model of this run."""
+        if not self.folds:
+            return (f"seed{self.seed}",)
+        return tuple(f"seed{self.seed}-fold{k}" for k in self.folds)
+
+    @property
+    def model_folders(self) -> tuple[str, ...]:
+        return tuple(f"{self.root}/{m}" for m in self.models)
 
     @property
     def folder(self) -> str:
-        return f"results/{self.dataset}/{self.name}/seed{self.seed}"
+        """The folder of the run's first model: its logs, model and embeddings stand for the run in
+        the curves and pictures of the report (fold 0 under mlrc_4fold)."""
+        return self.model_folders[0]
+
+    @property
+    def concatenated(self) -> str:
+        return f"{self.root}/seed{self.seed}-concatenated"
+
+    def model_overrides(self, model: str) -> tuple[str, ...]:
+        """The `--set` arguments of one of its models: a fold model adds its data.fold."""
+        if model not in self.models:
+            raise ConfigError(f"run {self.name} seed {self.seed} has no model {model!r} (it has {', '.join(self.models)})")
+        if not self.folds:
+            return self.overrides
+        return (*self.overrides, f"data.fold={self.folds[self.models.index(model)]}")
+
+    def row_splits(self, eval_splits: list[str]) -> list[str]:
+        """The splits of its rows in the metrics table."""
+        if not self.folds:
+            return list(eval_splits)
+        return [s for s in eval_splits if s == "val"] + (["test", SEPARATED] if "test" in eval_splits else [])
+
+    def metric_sources(self, split: str) -> tuple[str, ...]:
+        """The metrics files whose mean is its row of `split` (one file, except for the fold
+        models' separate rows)."""
+        if not self.folds:
+            return (f"{self.folder}/metrics_{split}.json",)
+        if split == "test":
+            return (f"{self.concatenated}/metrics_test.json",)
+        evaluated = "test" if split == SEPARATED else split
+        return tuple(f"{m}/metrics_{evaluated}.json" for m in self.model_folders)
 
 
 def value_slug(value) -> str:
@@ -166,6 +231,7 @@ def expand_runs(config: dict, check: bool = True) -> list[Run]:
                 f"workflow config key datasets: unknown dataset(s) {unknown}; valid: {', '.join(dataset_names())}"
             )
     for dataset, dcfg in config["datasets"].items():
+        folds = _protocol_folds(dataset, dcfg)
         for method, overrides in config["methods"].items():
             for name, resolved, pairs in _expand_method(method, overrides or {}):
                 args = _override_args({**dcfg["overrides"], **resolved})
@@ -175,9 +241,22 @@ def expand_runs(config: dict, check: bool = True) -> list[Run]:
                     except ConfigError as exc:
                         raise ConfigError(f"workflow config, method {method!r} on dataset {dataset!r}: {exc}") from None
                 for seed in config["seeds"]:
-                    runs.append(Run(dataset, name, method, seed, tuple(args), pairs))
+                    runs.append(Run(dataset, name, method, seed, tuple(args), pairs, folds))
     _refuse_name_collisions(runs)
     return runs
+
+
+def _protocol_folds(dataset: str, dcfg: dict) -> tuple[int, ...]:
+    protocol = dcfg.get("protocol", "standard")
+    if protocol == "standard":
+        return ()
+    if dcfg.get("val_fraction", 0.2) != 0:
+        raise ConfigError(
+            f"workflow config key datasets.{dataset}.val_fraction: protocol {protocol} validates each fold "
+            "model on its held-out fold of the training classes, so no classes are set aside for "
+            "validation; set val_fraction: 0"
+        )
+    return tuple(range(MLRC_FOLDS))
 
 
 def _refuse_name_collisions(runs: list[Run]) -> None:
