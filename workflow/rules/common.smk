@@ -54,7 +54,10 @@ def runs_of(dataset):
 def find_run(wildcards):
     """The run one of whose models (seed<k>, seed<k>-fold<j>) the wildcards name."""
     for r in RUNS:
-        if (r.dataset, r.name) == (wildcards.dataset, wildcards.run) and wildcards.model in r.models:
+        if (r.dataset, r.name) == (
+            wildcards.dataset,
+            wildcards.run,
+        ) and wildcards.model in r.models:
             return r
     raise WorkflowError(
         f"no model {wildcards.model} of run {wildcards.run} for {wildcards.dataset} in the config"

@@ -2,8 +2,6 @@
 
 
 rule evaluate:
-    wildcard_constraints:
-        model=EVALUATED_PATTERN,
     input:
         "results/{dataset}/{run}/{model}/embeddings_{split}.npz",
     output:
@@ -12,6 +10,8 @@ rule evaluate:
         "logs/{dataset}/evaluate/{run}/{model}_{split}.log",
     benchmark:
         "results/{dataset}/benchmarks/evaluate/{run}/{model}_{split}.tsv"
+    wildcard_constraints:
+        model=EVALUATED_PATTERN,
     conda:
         "../../environment.yml"
     shell:
@@ -21,14 +21,14 @@ rule evaluate:
 # mlrc_4fold: a run's fold models side by side, each L2-normalised (MLRC's concatenated
 # embedding), evaluated by the rule above; the held-out folds differ per model, so only test
 rule concatenate_folds:
-    wildcard_constraints:
-        split="test",
     input:
         embeddings=fold_embeddings,
     output:
         "results/{dataset}/{run}/seed{seed}-concatenated/embeddings_{split}.npz",
     log:
         "logs/{dataset}/concatenate_folds/{run}/seed{seed}_{split}.log",
+    wildcard_constraints:
+        split="test",
     conda:
         "../../environment.yml"
     shell:
