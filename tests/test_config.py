@@ -50,6 +50,8 @@ def test_base_inheritance(tmp_path):
         ("optim.schedule=cosin", "'optim.schedule' is 'cosin'; valid values: constant, cosine"),
         ("train.amp=1", "'train.amp' is 1; valid values: auto, true, false"),
         ("optim.warmup_iterations=2000", "'optim.warmup_iterations' is 2000 but training has only 1000"),
+        ("optim.final_lr_fraction=1.5", "'optim.final_lr_fraction' is 1.5"),
+        ("optim.schedule=exponential", "'optim.final_lr_fraction' is 0, which an exponential schedule never reaches"),
     ],
 )
 def test_bad_config_is_rejected_by_name(override, match):

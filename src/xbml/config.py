@@ -77,7 +77,10 @@ DEFAULTS: dict[str, Any] = {
         # proxies are usually trained ~100x faster than the network (Proxy-Anchor's setting)
         "base_loss_lr_multiplier": 100.0,
         "warmup_iterations": 0,
+        # after the warm-up: constant, cosine (to final_lr_fraction x lr) or exponential (from lr
+        # to final_lr_fraction x lr, the same factor every step)
         "schedule": "constant",
+        "final_lr_fraction": 0.0,
         # clip the gradients' global norm to this value (0 = off; the authors clip at 10)
         "clip_grad_norm": 0.0,
     },
@@ -257,6 +260,7 @@ INTERVALS: dict[tuple[str, ...], Interval] = {
     ("optim", "xml_lr_multiplier"): POSITIVE,
     ("optim", "base_loss_lr_multiplier"): POSITIVE,
     ("optim", "warmup_iterations"): NON_NEGATIVE,
+    ("optim", "final_lr_fraction"): Interval(0, 1),
     ("optim", "clip_grad_norm"): NON_NEGATIVE,
     ("train", "iterations"): AT_LEAST_ONE,
     ("train", "checkpoint_every"): AT_LEAST_ONE,
@@ -266,7 +270,7 @@ INTERVALS: dict[tuple[str, ...], Interval] = {
 }
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "exponential")
 
 
 def _choices() -> dict[tuple[str, ...], tuple]:
@@ -320,6 +324,11 @@ def validate_values(cfg: dict) -> None:
         raise ConfigError(
             f"config key 'optim.warmup_iterations' is {optim['warmup_iterations']} but training has only "
             f"{iterations} iterations; use fewer warm-up iterations than train.iterations"
+        )
+    if optim["schedule"] == "exponential" and optim["final_lr_fraction"] <= 0:
+        raise ConfigError(
+            "config key 'optim.final_lr_fraction' is 0, which an exponential schedule never reaches; "
+            "give the fraction of optim.lr to end at, e.g. 0.01"
         )
 
 

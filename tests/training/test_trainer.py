@@ -222,3 +222,20 @@ def test_a_fold_model_trains_on_the_other_folds_and_validates_on_its_own(blob_da
     np.testing.assert_array_equal(split_dataset(manifest, "val", cfg["data"]).rows, trainer.val_rows)
     with pytest.raises(DataError, match="fold 7 does not exist .*pick one of them"):
         Trainer(load_config(None, tiny_train_overrides(blob_dataset) + ["data.fold=7"]), tmp_path / "fold7")
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "exponential"])
+def test_the_logged_learning_rate_follows_warm_up_then_the_schedule_to_its_final_fraction(blob_dataset, tmp_path, schedule):
+    import json
+    import math
+
+    lr, final, warmup, total = 0.002, 0.05, 2, 10
+    cfg = load_config(None, tiny_train_overrides(blob_dataset, iterations=total) + [
+        f"optim.lr={lr}", f"optim.schedule={schedule}", f"optim.final_lr_fraction={final}",
+        f"optim.warmup_iterations={warmup}"])
+    train(cfg, tmp_path / "run")
+    logged = [json.loads(line)["lr"] for line in (tmp_path / "run/train_log.jsonl").read_text().splitlines()]
+    progress = [(i - warmup) / (total - warmup) for i in range(warmup, total)]
+    after = ([final + (1 - final) * 0.5 * (1 + math.cos(math.pi * p)) for p in progress] if schedule == "cosine"
+             else [final**p for p in progress])
+    assert logged == pytest.approx([lr * (i + 1) / warmup for i in range(warmup)] + [lr * f for f in after])

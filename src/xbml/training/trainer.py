@@ -38,13 +38,16 @@ LEARNED_RATIO = 0.95
 
 def _lr_lambda(optim_cfg: dict, iterations: int):
     warmup, schedule = optim_cfg["warmup_iterations"], optim_cfg["schedule"]
+    final = optim_cfg["final_lr_fraction"]
 
     def factor(step: int) -> float:
         if warmup and step < warmup:
             return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, iterations - warmup))
         if schedule == "cosine":
-            progress = (step - warmup) / max(1, iterations - warmup)
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+            return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
+        if schedule == "exponential":
+            return final**progress
         return 1.0
 
     return factor
