@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from xbml.errors import XbmlError
-from xbml.reporting import xml_diagnostics
+from xbml.reporting import convergence, xml_diagnostics
 from xbml.reporting.figures import runs_xml
 from xbml.reporting.results import METRICS, PRIMARY, SPLIT_LABELS, dataset_runs, read_logs, read_train_summary, run_folder, run_names
 from xbml.reporting.statistics import PairedComparison, compare, holm_adjust
@@ -72,6 +72,7 @@ class Analysis:
     train_logs: pd.DataFrame = field(default_factory=pd.DataFrame)  # train_log.jsonl rows + run, seed
     val_logs: pd.DataFrame = field(default_factory=pd.DataFrame)  # val_log.jsonl rows + run, seed
     chance: dict[str, float] = field(default_factory=dict)  # ln C of each XML run, where known
+    convergence: list[convergence.LastThird] = field(default_factory=list)  # validation gain, last third
     pictures: PictureRuns | None = None
 
     @property
@@ -180,6 +181,7 @@ def analyse(config_path, dataset, metrics_csv, results="results", prepared=None,
     a.headline = _headline_runs(a)
     a.sweeps = _sweeps(a)
     a.train_logs, a.val_logs = _logs(a)
+    a.convergence = convergence.last_third(a.val_logs, a.order)
     a.chance = _chance_levels(a)
     a.pictures = _picture_runs(a)
     return a

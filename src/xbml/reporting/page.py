@@ -33,6 +33,7 @@ def page(a: Analysis, figures: dict[str, Figure]) -> str:
     summary = Section("summary", "Summary")
     summary.add(tables.gaps_html(a))
     summary.add(tables.xml_sentences_html(a))  # before the verdicts: a regulariser that learned nothing explains them
+    summary.add(tables.convergence_html(a))  # and models still improving compare learning speed, not end points
     if a.comparisons and "test" in a.splits:
         items = [tables.finding(c, how) for run, how in a.headline
                  for c in [a.comparison(run, PRIMARY, "test")] if c is not None]

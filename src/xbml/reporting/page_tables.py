@@ -8,7 +8,7 @@ import csv
 import math
 from pathlib import Path
 
-from xbml.reporting import html, xml_diagnostics
+from xbml.reporting import convergence, html, xml_diagnostics
 from xbml.reporting.analysis import Analysis
 from xbml.reporting.html import Cell, Section, esc
 from xbml.reporting.results import METRIC_LABELS, METRICS, PRIMARY, SPLIT_LABELS
@@ -170,6 +170,15 @@ def xml_sentences_html(a: Analysis) -> str:
         return ""
     items = "".join(f'<li data-run="{esc(d.run)}">{esc(xml_diagnostics.sentence(d))}</li>' for d in a.xml)
     return f'<p>Did the XML regulariser learn?</p><ul class="xml-diagnostics" id="xml-diagnostics">{items}</ul>'
+
+
+def convergence_html(a: Analysis) -> str:
+    """Per run: did validation MAP@R still rise over the last third of training?"""
+    if not a.convergence:
+        return ""
+    items = "".join(f'<li data-run="{esc(c.run)}" data-gain="{c.mean_gain!r}" data-plateau="{str(c.plateau).lower()}">'
+                    f"{esc(convergence.sentence(c))}</li>" for c in a.convergence)
+    return f'<p>Did training reach a plateau?</p><ul class="convergence" id="convergence">{items}</ul>'
 
 
 def gaps_html(a: Analysis) -> str:
