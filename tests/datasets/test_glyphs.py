@@ -180,8 +180,8 @@ def test_independent_of_worker_count_and_order(selection):
 
 def test_image_size_parameter(tmp_path):
     raw = tmp_path / "raw"
-    Glyphs.fetch(raw, {"max_classes": 3, "images_per_class": 2, "image_size": 24}, seed=0, progress=False)
-    assert _load(raw)["images"].shape == (6, 24, 24)
+    Glyphs.fetch(raw, {"max_classes": 3, "images_per_class": 2, "image_size": 32}, seed=0, progress=False)
+    assert _load(raw)["images"].shape == (6, 32, 32)
 
 
 # --------------------------------------------------------------------------- sources
@@ -378,7 +378,7 @@ def test_prepare_class_disjoint_splits(tmp_path, small_raw):
     # image column points at rows of the array store, whose labels match the manifest
     assert m.images[:3] == ["#0", "#1", "#2"]
     info = json.loads((out / "dataset.json").read_text())
-    assert info["name"] == "glyphs" and info["channels"] == 1 and info["image_size"] == 32
+    assert info["name"] == "glyphs" and info["channels"] == 1 and info["image_size"] == 24
     assert info["protocol"] == "self"
     assert not os.path.isabs(info["array_store"])
     assert m.array_store == (small_raw / "glyphs.npz").resolve()

@@ -39,7 +39,8 @@ def _conv_block(cin: int, cout: int, pool: type[nn.Module] | None) -> nn.Sequent
 
 @BACKBONES.register("glyph_convnet")
 class GlyphConvNet(Backbone):
-    """4 conv blocks (32-64-128-128) for 32x32 glyphs: a 4x4x128 map, as in facts.md."""
+    """4 conv blocks (32-64-128-128), three of them halving the size: a 3x3x128 map of the 24x24
+    glyphs (4x4 at 32x32, as in facts.md)."""
 
     pool: type[nn.Module] = nn.MaxPool2d
 

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 GENERATOR_VERSION = 1
 
 #: generation parameters a sources block may set, with their defaults
-DEFAULTS = {"images_per_class": 40, "image_size": 32, "max_classes": 0, "test_fraction": 0.5}
+DEFAULTS = {"images_per_class": 40, "image_size": 24, "max_classes": 0, "test_fraction": 0.5}
 
 SOURCES_SCHEMA = {
     "type": "object",
