@@ -62,9 +62,14 @@ def swept_keys(runs: list[Run]) -> list[str]:
     return list(dict.fromkeys(k for r in runs for k, _ in r.swept))
 
 
+def under(results: str | Path, path: str) -> Path:
+    """A path of the plan (which starts with results/) under another results root."""
+    return Path(results) / Path(path).relative_to("results")
+
+
 def run_folder(results: str | Path, run: Run) -> Path:
-    """`run.folder` (which starts with results/) under another results root."""
-    return Path(results) / Path(run.folder).relative_to("results")
+    """`run.folder` under another results root."""
+    return under(results, run.folder)
 
 
 def read_text(path: Path, what: str, fix: str) -> str:

@@ -23,9 +23,9 @@ from xbml.reporting.results import (
     read_logs,
     read_text,
     read_train_summary,
-    run_folder,
     scalar,
     swept_keys,
+    under,
 )
 from xbml.workflow.plan import Run
 
@@ -144,10 +144,10 @@ def aggregate_rows(config: dict, dataset: str, results: str | Path = "results", 
     rows = []
     extra_keys: dict[str, None] = {}
     for run in runs:
-        facts = _train_facts([Path(results) / Path(f).relative_to("results") for f in run.model_folders])
+        facts = _train_facts([under(results, f) for f in run.model_folders])
         swept = dict(run.swept)
         for split in run.row_splits(splits):
-            paths = [Path(results) / Path(f).relative_to("results") for f in run.metric_sources(split)]
+            paths = [under(results, f) for f in run.metric_sources(split)]
             absent = [p for p in paths if not p.exists()]
             if absent and allow_missing:
                 log.warning("%s", Gap(run.name, run.seed, split, f"no metrics file {absent[0]}: row left out"))

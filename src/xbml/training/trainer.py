@@ -17,7 +17,7 @@ from xbml.atomic import atomic_path, write_json, write_text
 from xbml.datasets.manifest import read_manifest
 from xbml.datasets.torch_data import ManifestImages, training_batches
 from xbml.config import validate_values
-from xbml.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
+from xbml.errors import CheckpointError, DataError, TrainingDiverged
 from xbml.inference import compute_embeddings
 from xbml.losses.base_losses import build_base_loss
 from xbml.losses.cross_batch import build_regularizer

@@ -28,8 +28,7 @@ RUN_NAME_PATTERN = RUN_NAME.pattern  # the `run` wildcard of the Snakefile
 _PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 
 
-# how a run's models are trained and evaluated: config key datasets.<name>.protocol (schema)
-#: MLRC (Musgrave et al., 2020): four class-disjoint folds of the training classes; a run is four
+#: protocol mlrc_4fold (config key datasets.<name>.protocol), after MLRC (Musgrave et al., 2020): four class-disjoint folds of the training classes; a run is four
 #: fold models, each validated on its held-out fold
 MLRC_FOLDS = 4
 # a run's model folders: seed<k>, or seed<k>-fold<j> under mlrc_4fold; the fold models' test
@@ -247,10 +246,10 @@ def expand_runs(config: dict, check: bool = True) -> list[Run]:
 
 
 def _protocol_folds(dataset: str, dcfg: dict) -> tuple[int, ...]:
-    protocol = dcfg.get("protocol", "standard")
+    protocol = dcfg["protocol"]  # the schema's default fills it: standard
     if protocol == "standard":
         return ()
-    if dcfg.get("val_fraction", 0.2) != 0:
+    if dcfg["val_fraction"] != 0:
         raise ConfigError(
             f"workflow config key datasets.{dataset}.val_fraction: protocol {protocol} validates each fold "
             "model on its held-out fold of the training classes, so no classes are set aside for "
