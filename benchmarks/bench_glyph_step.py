@@ -1,8 +1,8 @@
-"""Cost of one glyph training step (baseline) by backbone, memory layout and threads, in one run.
+"""Cost of one glyph training step (baseline) by image size, backbone, memory layout and threads.
 
-The reference is the first glyph net (max-pool downsampling, contiguous layout, 1 thread); every
-other variant is printed as a ratio to it, measured alternately so machine load hits all alike.
-Run: python benchmarks/bench_glyph_step.py [--rounds 5 --steps 30]
+The reference is the first glyph net at 32x32 (max-pool downsampling, contiguous layout, 1
+thread); every other variant is printed as a ratio to it, measured alternately in one run so
+machine load hits all alike. Run: python benchmarks/bench_glyph_step.py [--rounds 5 --steps 30]
 """
 
 from __future__ import annotations
@@ -48,20 +48,22 @@ def main() -> None:
     cfg = load_config(args.config)
     c, m = cfg["sampler"]["classes_per_batch"], cfg["sampler"]["images_per_class"]
     g = torch.Generator().manual_seed(0)
-    images, labels = torch.rand(c * m, 1, 32, 32, generator=g), torch.arange(c).repeat_interleave(m)
-    variants = list(itertools.product(("glyph_convnet", "glyph_convnet_avgpool"), (False, True), (1, 2)))
-    built = {v: make(cfg, v[0], v[1]) for v in variants}
+    labels = torch.arange(c).repeat_interleave(m)
+    images = {size: torch.rand(c * m, 1, size, size, generator=g) for size in (32, 24)}
+    variants = [(32, "glyph_convnet", False, 1)] + list(itertools.product(
+        (32, 24), ("glyph_convnet", "glyph_convnet_avgpool", "glyph_convnet_slim"), (False, True), (1, 2)))[1:]
+    built = {v: make(cfg, v[1], v[2]) for v in variants}
     times: dict = {v: [] for v in variants}
     for _ in range(args.rounds + 1):  # the first round warms up
         for v in variants:
-            torch.set_num_threads(v[2])
-            times[v].append(statistics.median(step(*built[v], images, labels, v[1]) for _ in range(args.steps)))
+            torch.set_num_threads(v[3])
+            times[v].append(statistics.median(step(*built[v], images[v[0]], labels, v[2]) for _ in range(args.steps)))
     medians = {v: statistics.median(t[1:]) for v, t in times.items()}
     reference = medians[variants[0]]
     print(f"glyph training step, batch {c}x{m}, median of {args.rounds} rounds x {args.steps} steps")
-    for (backbone, cl, threads), t in medians.items():
+    for (size, backbone, cl, threads), t in medians.items():
         layout = "channels_last" if cl else "contiguous"
-        print(f"  {backbone:22s} {layout:13s} {threads} thread(s): {t * 1e3:7.1f} ms  {t / reference:.3f}x")
+        print(f"  {size}px {backbone:22s} {layout:13s} {threads} thread(s): {t * 1e3:7.1f} ms  {t / reference:.3f}x")
 
 
 if __name__ == "__main__":
