@@ -138,7 +138,8 @@ def test_arrays_and_metadata(small_raw, selection):
     meta = json.loads((small_raw / "glyphs.json").read_text())
     images, labels, fonts = arrays["images"], arrays["labels"], arrays["fonts"]
     n = SMALL["max_classes"] * SMALL["images_per_class"]
-    assert images.shape == (n, 32, 32) and images.dtype == np.uint8
+    size = 24  # the default image size
+    assert images.shape == (n, size, size) and images.dtype == np.uint8
     assert labels.dtype == np.int64 and fonts.dtype.kind == "i"
     assert len(np.unique(labels)) == SMALL["max_classes"]
     assert np.all(np.bincount(np.unique(labels, return_inverse=True)[1]) == SMALL["images_per_class"])
@@ -146,7 +147,7 @@ def test_arrays_and_metadata(small_raw, selection):
     for cp, f in zip(labels, fonts):
         assert int(f) in {fi for fi, _ in selection.fonts[int(cp)]}
     padded = np.pad(images.astype(float), ((0, 0), (1, 1), (1, 1)), mode="edge")
-    smooth = sum(padded[:, i : i + 32, j : j + 32] for i in range(3) for j in range(3)) / 9  # noise / 3
+    smooth = sum(padded[:, i : i + size, j : j + size] for i in range(3) for j in range(3)) / 9  # noise / 3
     contrast = smooth.max(axis=(1, 2)) - np.median(smooth, axis=(1, 2))
     assert np.mean(contrast > 35) > 0.97, np.sort(contrast)[:10]
     # images of a class vary (augmentation), different classes differ more than noise

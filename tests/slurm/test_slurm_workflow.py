@@ -181,7 +181,7 @@ def _cancel_training_mid_run(slurm: LocalSlurm, copy: Path, proc: subprocess.Pop
     """scancel the CANCELLED run's training job once its checkpoint is past iteration 0."""
     method, seed = CANCELLED
     ckpt = copy / f"results/{DATASET}/{method}/seed{seed}/checkpoints/last.pt"
-    comment = f"rule_train_wildcards_{DATASET}_{method}_{seed}"
+    comment = f"rule_train_wildcards_{DATASET}_{method}_seed{seed}"  # the wildcards: dataset, run, model
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline and proc.poll() is None:
         iteration = 0
@@ -247,7 +247,7 @@ def test_metrics_equal_the_local_run(runs):
 
 def test_cancelled_training_job_is_resubmitted_and_resumes(runs):
     method, seed = CANCELLED
-    wildcards = f"{DATASET}_{method}_{seed}"
+    wildcards = f"{DATASET}_{method}_seed{seed}"
     train_jobs = [job_id for rule, wc, job_id in _submissions(runs["log"]) if rule == "train" and wc == wildcards]
     assert len(train_jobs) == 2, f"expected the cancelled job and one resubmission: {train_jobs}"
     assert train_jobs[0] == runs["cancelled"]["job_id"]
