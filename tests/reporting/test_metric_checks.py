@@ -168,7 +168,7 @@ def test_report_stops_on_missing_seeds_unless_allowed_and_then_names_them(tree, 
     assert "Warning: 2 configured run/seed/split combination(s) have missing or NaN metrics" in warning
     assert "xml seed 3 (test): no row in the metrics table" in warning
     assert "baseline seed 0 (test): map_at_r NaN" in warning
-    assert text.index('id="missing-seeds"') < text.index('id="findings"')  # before any verdict
+    assert text.index('id="missing-seeds"') < text.index('id="primary"')  # before any verdict
     comparisons = pd.read_csv(old_page.parent / "comparisons.csv")
     n = comparisons.set_index(["run", "split", "metric"])["n_seeds"]
     assert n["xml", "test", "map_at_r"] == len(SEEDS) - 2  # seed 3 (no row) and seed 0 (baseline NaN)

@@ -6,7 +6,15 @@ import yaml
 
 from conftest import ROOT
 from xbml.errors import ConfigError
-from xbml.workflow.plan import RUN_NAME, expand_runs, load_workflow_config, run_name, validate_config, value_slug
+from xbml.workflow.plan import (
+    RUN_NAME,
+    expand_runs,
+    load_workflow_config,
+    primary_comparisons,
+    run_name,
+    validate_config,
+    value_slug,
+)
 
 
 def _config(**extra):
@@ -25,9 +33,42 @@ def test_every_run_of_the_default_config_has_a_safe_name_and_its_typed_overrides
     settings = sum(math.prod(len(v) for v in m.values() if isinstance(v, list)) for m in cfg["methods"].values())
     assert len(runs) == len({(r.name, r.seed) for r in runs}) == settings * len(cfg["seeds"])
     assert all(RUN_NAME.fullmatch(r.name) for r in runs)
-    xml = next(r for r in runs if r.swept)
-    key, value = xml.swept[0]
-    assert xml.name == f"{xml.method}--{key}-{value}" and f"{key}={value}" in xml.overrides
+    # the default spends its seeds on one declared question: XML at the authors' weight, no sweep
+    xml = next(r for r in runs if r.method == "xml")
+    assert not xml.swept and xml.name == "xml" and "xml.weight=0.1" in xml.overrides
+    assert [str(p) for p in primary_comparisons(cfg)] == ["xml vs the baseline, map_at_r on test"]
+    assert 2 / 2 ** len(cfg["seeds"]) < 0.05  # the exact test can reach a verdict
+
+
+def test_a_config_must_declare_its_primary_comparison_unless_it_has_only_one():
+    several = _config(methods={"baseline": {}, "xml": {"xml.weight": [0.1, 0.3]}})
+    with pytest.raises(ConfigError, match=r"report.primary is missing and the config has 2 runs besides the "
+                                          r"baseline \(xml--xml.weight-0.1, xml--xml.weight-0.3\)"):
+        primary_comparisons(several)
+    # naming the swept method would pick its setting on the same seeds' validation: refused
+    swept = _config(methods={"baseline": {}, "xml": {"xml.weight": [0.1, 0.3]}}, report={"primary": {"run": "xml"}})
+    with pytest.raises(ConfigError, match="is a swept method .* Name one run \\(e.g. xml--xml.weight-0.1\\)"):
+        primary_comparisons(swept)
+    named = _config(methods={"baseline": {}, "xml": {"xml.weight": [0.1, 0.3]}},
+                    report={"primary": [{"run": "xml--xml.weight-0.3"}, {"run": "xml--xml.weight-0.1",
+                                                                          "metric": "precision_at_1"}]})
+    assert [(p.run, p.metric, p.split, p.declared) for p in primary_comparisons(named)] == [
+        ("xml--xml.weight-0.3", "map_at_r", "test", True), ("xml--xml.weight-0.1", "precision_at_1", "test", True)]
+    # one run besides the baseline: its test MAP@R, said to be a default
+    (only,) = primary_comparisons(_config())
+    assert (only.run, only.metric, only.split, only.declared) == ("xml", "map_at_r", "test", False)
+    assert primary_comparisons(_config(methods={"baseline": {}})) == []
+    for report, message in (
+        ({"primary": {"run": "baseline"}}, "is the baseline"),
+        ({"primary": {"run": "xbm"}}, "'xbm' is not a run of this config"),
+        ({"primary": {"run": "xml", "metric": "recall_at_1"}}, "recall_at_1 equals precision_at_1"),
+        ({"primary": {"run": "xml", "split": "test_separated"}}, "exists only under protocol mlrc_4fold"),
+        ({"primary": [{"run": "xml"}, {"run": "xml"}]}, "declared twice"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            primary_comparisons(_config(report=report))
+    with pytest.raises(ConfigError, match="report.primary"):
+        _config(report={"primary": {"run": "xml", "split": "val"}})  # the schema: test splits only
 
 
 def test_defaults_are_filled_from_the_schema():
@@ -126,7 +167,7 @@ def test_gpu_profile_gives_training_the_gpu_and_several_gpus_torchrun(tmp_path):
 
     repo = copy_repository(tmp_path / "repo")
     gpu = yaml.safe_load((repo / "workflow/profiles/gpu/config.yaml").read_text())
-    assert gpu["set-resources"]["train"]["gpu"] == gpu["set-resources"]["embed"]["gpu"] == 1
+    assert gpu["set-resources"]["train"]["gpu"] == gpu["set-resources"]["embed_evaluate"]["gpu"] == 1
     shell = _dry_run(repo, "all", "--configfile", "config/real.yaml", "--profile", "workflow/profiles/gpu",
                      "--set-resources", "train:gpu=2", "--resources", "gpu=2", "--cores", "8", tmp_path=tmp_path)
     lines = [line.removeprefix("Shell command: ") for line in shell.splitlines()]
@@ -134,8 +175,8 @@ def test_gpu_profile_gives_training_the_gpu_and_several_gpus_torchrun(tmp_path):
     assert train and all(line.startswith("python -m torch.distributed.run --standalone --nproc_per_node 2 -m xbml train")
                          for line in train), train[:2]
     assert all("--threads 8" in line for line in train)
-    embed = [line for line in lines if " -m xbml embed " in line]
-    assert embed and all(line.startswith("python -m xbml embed") and "--threads 8" in line for line in embed)
+    embed = [line for line in lines if " -m xbml embed-evaluate " in line]
+    assert embed and all(line.startswith("python -m xbml embed-evaluate") and "--threads 8" in line for line in embed)
 
 
 def test_swept_values_become_safe_words_and_distinct_settings_distinct_names():
@@ -160,6 +201,8 @@ def test_hostile_swept_values_reach_no_shell(tmp_path, value):
     cfg["methods"] = {"baseline": {}, "odd": {"model.weights_path": [value, "plain"],
                                              "loss.params": [{"alpha": 2.0}, {"alpha": 3.0}]}}
     cfg["seeds"] = [0]
+    # yaml.safe_dump sorts the keys: loss.params is swept first
+    cfg["report"]["primary"] = {"run": run_name("odd", (("loss.params", {"alpha": 2.0}), ("model.weights_path", "plain")))}
     (repo / "config/config.yaml").write_text(yaml.safe_dump(cfg))
     dry = subprocess.run(["snakemake", "-n", "-p", "--cores", "1", "all"], cwd=repo, capture_output=True, text=True,
                          env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")})

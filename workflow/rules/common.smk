@@ -151,19 +151,31 @@ def report_inputs(wildcards):
     dataset = wildcards.dataset
     runs = runs_of(dataset)
     folders = [f for r in runs for f in r.model_folders]
-    files = ("run.json", "train_summary.json", "train_log.jsonl", "val_log.jsonl", "model.pt")
+    files = (
+        "run.json",
+        "train_summary.json",
+        "train_log.jsonl",
+        "val_log.jsonl",
+        "model.pt",
+    )
     bench = f"results/{dataset}/benchmarks"
     models = [(r.name, m) for r in runs for m in r.models]
     return {
         "metrics": f"results/{dataset}/metrics.csv",
         "version": f"results/{dataset}/data_version.json",
         "runs": [f"{folder}/{name}" for folder in folders for name in files],
-        "embeddings": [f"{f}/embeddings_test.npz" for f in folders] if "test" in SPLITS else [],
+        "embeddings": (
+            [f"{f}/embeddings_test.npz" for f in folders] if "test" in SPLITS else []
+        ),
         "prepared": f"data/prepared/{dataset}",
         "config": CONFIG_PATH,
         "captions": sorted(str(p) for p in Path(CAPTIONS).glob("*.rst")),
         "benchmarks": [f"{bench}/fetch.tsv"]
-        + [f"{bench}/{rule}/{run}/{model}.tsv" for rule in ("train", "embed_evaluate") for run, model in models],
+        + [
+            f"{bench}/{rule}/{run}/{model}.tsv"
+            for rule in ("train", "embed_evaluate")
+            for run, model in models
+        ],
     }
 
 

@@ -26,4 +26,3 @@ rule train:
     shell:
         "{params.launcher} -m xbml train --config {params.config:q} {params.overrides} "
         "--threads {threads} --out {params.out:q} > {log:q} 2>&1"
-

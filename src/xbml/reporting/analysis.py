@@ -15,14 +15,13 @@ from pathlib import Path
 import pandas as pd
 
 from xbml.errors import XbmlError
-from xbml.metric_names import RANK_METRICS, TESTED_METRICS
+from xbml.metric_names import TESTED_METRICS
 from xbml.reporting import convergence, regularizer_diagnostics
 from xbml.reporting.results import METRICS, PRIMARY, SPLIT_LABELS, dataset_runs, read_logs, read_train_summary, run_folder, run_names
 from xbml.reporting.statistics import EXPLORATORY_FAMILY, PRIMARY_FAMILY, PairedComparison, compare, holm_adjust
 from xbml.reporting.tables import ALLOW_MISSING_HINT, Gap, per_seed, read_metrics_table, table_gaps
 from xbml.workflow.plan import PrimaryComparison, Run, load_workflow_config, primary_comparisons
 
-MAIN_METRICS = RANK_METRICS
 
 
 @dataclass(frozen=True)

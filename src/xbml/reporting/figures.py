@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from xbml.metric_names import RANK_METRICS
+
 if TYPE_CHECKING:
     from xbml.reporting.analysis import Analysis
-    from xbml.reporting.captions import Captions
 
 REGULARIZER_FIGURE = "regularizer_losses.png"
 
@@ -62,20 +63,14 @@ def placeholder(name: str, message: str) -> Figure:
     return Figure(name, plots.png_bytes(plots.message_figure(title, message)), title, drawn=False, message=message)
 
 
-def draw_all(a: Analysis, captions: Captions) -> dict[str, Figure]:
-    """Every figure of FIGURES, drawn or a placeholder, with its caption."""
-    from xbml.reporting import picture_figures, plots
+def charts(a: Analysis) -> list[Figure]:
+    """The charts of FIGURES, in page order (the pictures are `picture_figures.draw`)."""
+    from xbml.reporting import plots
 
     palette = plots.run_palette(a.order, a.baseline)
-    figures = [metrics_figure(a, "test", palette), metrics_figure(a, "val", palette),
-               differences_figure(a, palette), sweeps_figure(a),
-               training_curves_figure(a, palette), validation_curves_figure(a, palette), regularizer_figure(a, palette),
-               *picture_figures.draw(a)]
-    out = {f.name: f for f in figures}
-    assert list(out) == list(FIGURES), list(out)
-    for f in out.values():
-        f.caption = captions.html(f.name, a.dataset, a.config)
-    return out
+    return [metrics_figure(a, "test", palette), metrics_figure(a, "val", palette),
+            differences_figure(a, palette), sweeps_figure(a),
+            training_curves_figure(a, palette), validation_curves_figure(a, palette), regularizer_figure(a, palette)]
 
 
 def metrics_figure(a: Analysis, split: str, palette) -> Figure:
@@ -90,10 +85,9 @@ def metrics_figure(a: Analysis, split: str, palette) -> Figure:
 
 def differences_figure(a: Analysis, palette) -> Figure:
     from xbml.reporting import plots
-    from xbml.reporting.analysis import MAIN_METRICS
 
     name = "paired_differences.png"
-    rows = [c for c in a.comparisons if c.metric in MAIN_METRICS]
+    rows = [c for c in a.comparisons if c.metric in RANK_METRICS]
     if rows:
         return drawn(name, plots.differences_figure(rows, a.order, palette, a.dataset))
     if len(a.order) == 1:

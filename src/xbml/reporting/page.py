@@ -11,10 +11,10 @@ import yaml
 
 from xbml.reporting import environment, html
 from xbml.reporting import page_tables as tables
-from xbml.reporting.analysis import MAIN_METRICS, Analysis
+from xbml.reporting.analysis import Analysis
 from xbml.reporting.figures import REGULARIZER_FIGURE, Figure
 from xbml.reporting.html import Cell, Section, esc
-from xbml.metric_names import TESTED_METRICS
+from xbml.metric_names import RANK_METRICS, TESTED_METRICS
 from xbml.reporting.results import METRICS, PRIMARY, SPLIT_MEANINGS
 from xbml.reporting.statistics import describe
 
@@ -79,7 +79,7 @@ def page(a: Analysis, figures: dict[str, Figure]) -> str:
         comp.add(tables.stats_note(a))
         for split in a.splits:
             comp.add(f"<h3>{a.split_label(split)}</h3>")
-            comp.add(tables.comparison_table(a, split, TESTED_METRICS if split == "test" else MAIN_METRICS))
+            comp.add(tables.comparison_table(a, split, TESTED_METRICS if split == "test" else RANK_METRICS))
             if split == "test":
                 said = [esc(describe(c, "test MAP@R")) for run in a.others
                         for c in [a.comparison(run, PRIMARY, "test")] if c is not None]

@@ -178,7 +178,9 @@ def primary_html(a: Analysis) -> str:
     return (f'<div class="primary" id="primary"><h3>Primary comparison</h3><p>The experiment\'s question, {how}: '
             f"{family} (exact sign-flip test, equivalence margin {margin_text(cfg['equivalence_margin'])}, "
             f"{EQUIVALENCE_NAMES[cfg['equivalence_test']]}); a verdict needs at least {needed} paired seeds. "
-            "Everything else on this page is exploratory.</p>"
+            "Declared before the results existed, its p-value means what it says (a 5% false-positive rate); a "
+            "comparison picked afterwards for looking best among many would not. Everything else on this page "
+            "is exploratory: it suggests what to test next, it does not answer the question.</p>"
             f'<ul class="primary-verdicts">{"".join(items)}</ul></div>')
 
 

@@ -42,7 +42,7 @@ def build_report(
     from xbml.atomic import atomic_path
     from xbml.reporting.analysis import analyse
     from xbml.reporting.captions import DEFAULT_FOLDER, Captions
-    from xbml.reporting.figures import FIGURES, draw_all
+    from xbml.reporting.figures import FIGURES
     from xbml.reporting.page import page
 
     metrics_csv, out_html = Path(metrics_csv), Path(out_html)
@@ -75,3 +75,16 @@ def _readable(paths: list[Path]) -> None:
     os.umask(umask)
     for p in paths:
         os.chmod(p, 0o666 & ~umask)
+
+
+def draw_all(a, captions) -> dict:
+    """Every figure of FIGURES (xbml.reporting.figures), drawn or a placeholder, with its caption."""
+    from xbml.reporting import picture_figures
+    from xbml.reporting.figures import FIGURES, charts
+
+    out = {f.name: f for f in [*charts(a), *picture_figures.draw(a)]}
+    assert list(out) == list(FIGURES), list(out)
+    for f in out.values():
+        f.caption = captions.html(f.name, a.dataset, a.config)
+    return out
+

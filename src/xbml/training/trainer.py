@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -25,6 +26,7 @@ from xbml.models import build_model
 from xbml.regularizers import BuildContext, build_regularizers, summarise
 from xbml.samplers import ClassDisjointHalvesSampler
 from xbml.training import distributed as dist
+from xbml.training.cpu_slots import cpu_slot
 from xbml.training.checkpoint import config_fingerprint, load_checkpoint, save_checkpoint
 from xbml.training.device import job_threads, select_device, set_threads, use_bf16, use_channels_last, autocast
 from xbml.training.objective import Objective
@@ -378,6 +380,11 @@ class Trainer:
 def train(cfg: dict, out_dir: str | Path, threads: int = 0) -> dict:
     dist.init()
     try:
-        return Trainer(cfg, out_dir, threads).fit()
+        trainer = Trainer(cfg, out_dir, threads)
+        # one CPU training per core at a time (xbml.training.cpu_slots); not for GPUs, and not
+        # across the ranks of one torchrun, which must all run to meet at their barriers
+        take_slot = trainer.device.type == "cpu" and trainer.world == 1
+        with cpu_slot(torch.get_num_threads()) if take_slot else contextlib.nullcontext():
+            return trainer.fit()
     finally:
         dist.shutdown()
