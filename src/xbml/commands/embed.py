@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 
+def _positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text[:40]!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def add_arguments(p) -> None:
     p.add_argument("--model", required=True, help="model.pt written by `xbml train`")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="which classes to embed")
     p.add_argument("--prepared", default=None, help="prepared dataset folder (default: the one it was trained on)")
     p.add_argument("--out", required=True, help="embeddings file (.npz)")
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="images per forward pass (default: eval.batch_size)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
@@ -27,6 +39,14 @@ def run(args) -> int:
     cfg = blob["config"]
     device = select_device(args.device)
     manifest = read_manifest(args.prepared or cfg["data"]["prepared"])
+    channels = int(manifest.info.get("channels", 3))
+    if channels != int(blob["in_channels"]):
+        from xbml.errors import DataError
+
+        raise DataError(
+            f"{manifest.root} has {channels}-channel images but {args.model} was trained on "
+            f"{blob['in_channels']}-channel images; embed a prepared folder of the dataset it was trained on"
+        )
     dataset = split_dataset(manifest, args.split, cfg["data"])
     channels_last = use_channels_last(cfg["train"]["channels_last"], device)
     model.to(device)
