@@ -71,7 +71,7 @@ def test_an_alias_bomb_is_refused_at_once_and_not_expanded_into_the_message(tmp_
         ("data.fold=true", ("data.fold",)),
         ("loss.params={alpha: abc}", ("loss.params.alpha", "MultiSimilarityLoss", "finite number")),
         ("loss.params={alpah: 2}", ("'alpah'", "not a parameter of MultiSimilarityLoss", "alpha")),
-        ("loss.miner_params={epsilon: [1]}", ("loss.miner_params.epsilon", "finite number")),
+        ("loss.miner_params={epsilon: 0.2}", ("loss.miner_params is given but no miner",)),
     ],
 )
 def test_every_bad_override_is_named(capsys, tmp_path, override, fragments):
@@ -95,3 +95,5 @@ def test_valid_loss_params_and_yaml_still_load(tmp_path):
     load_config(None, ["loss.params={collect_stats: true}"])
     with pytest.raises(ConfigError, match="collect_stats"):
         load_config(None, ["loss.params={collect_stats: 3}"])
+    with pytest.raises(ConfigError, match=r"loss.miner_params.epsilon is \[1\]; MultiSimilarityMiner expects a finite"):
+        load_config(None, ["loss.miner=auto", "loss.miner_params={epsilon: [1]}"])

@@ -41,6 +41,8 @@ _ADVICE = {
                    "correct the path or move it away"),
     errno.ENOENT: ("no such file or folder", "check the path, or run the step that makes it first"),
     errno.ENAMETOOLONG: ("file name too long", "choose a shorter path"),
+    errno.ENOLCK: ("the file system offers no locks (NFS mounted with nolock?)",
+                   "put the output on storage with working locks (docs/slurm.md)"),
     errno.EIO: ("input/output error: the disk or network file system failed", "check the storage and rerun"),
 }
 

@@ -58,7 +58,7 @@ def _head_collapses(model):
 def test_a_poisoned_state_stops_training_and_never_replaces_the_good_checkpoint(validated_blobs, tmp_path, poison, what):
     cfg = load_config(None, tiny_train_overrides(validated_blobs, iterations=12) + ["train.eval_every=4"])
     trainer = Trainer(cfg, tmp_path / "run")
-    _poison_after_step(trainer, 6, poison)
+    _poison_after_step(trainer, 8, poison)  # right before the validation and checkpoint at 8
     with pytest.raises(TrainingDiverged, match=rf"at iteration 8: .*{what}.*optim.lr=0.001.*\(iteration 4\) was kept"):
         trainer.fit()
     ckpt = tmp_path / "run/checkpoints/last.pt"

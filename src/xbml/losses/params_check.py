@@ -70,6 +70,12 @@ def check_loss_config(loss_cfg: dict) -> None:
     miner = loss_cfg["miner"]
     if miner == "auto":
         miner = spec.default_miner
-    if miner not in (None, "none"):
+    if miner in (None, "none"):
+        if loss_cfg["miner_params"]:
+            raise ConfigError(
+                f"loss.miner_params is given but no miner is used (loss.miner={loss_cfg['miner']}); set "
+                "loss.miner (auto, or a miner's name) or drop loss.miner_params"
+            )
+    else:
         factory, _ = MINERS.get(miner)
         check_params(factory, loss_cfg["miner_params"], "loss.miner_params", f"loss.miner={miner}")
