@@ -93,7 +93,7 @@ def test_valid_loss_params_and_yaml_still_load(tmp_path):
     assert cfg["loss"]["params"] == {"margin": 0.2}
     # a parameter pml's base class takes (through **kwargs) is a parameter too
     load_config(None, ["loss.params={collect_stats: true}"])
-    with pytest.raises(ConfigError, match="collect_stats"):
-        load_config(None, ["loss.params={collect_stats: 3}"])
+    with pytest.raises(ConfigError, match="loss.params.swap is 3; TripletMarginLoss expects true or false"):
+        load_config(None, ["loss.name=triplet", "loss.params={swap: 3}"])
     with pytest.raises(ConfigError, match=r"loss.miner_params.epsilon is \[1\]; MultiSimilarityMiner expects a finite"):
         load_config(None, ["loss.miner=auto", "loss.miner_params={epsilon: [1]}"])

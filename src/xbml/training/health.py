@@ -48,7 +48,8 @@ def diverged(what: str, iteration: int, lr: float, checkpoint: str, kept: int) -
         if kept > 0 else "no checkpoint was written"
     )
     return TrainingDiverged(
-        f"training diverged at iteration {iteration}: {what} (optim.lr={lr:g}); no model.pt was written and "
+        f"training diverged at iteration {iteration}: the learning rate optim.lr={lr:g} is likely too high "
+        f"({what}); no model.pt was written and "
         f"{kept_text}. Lower optim.lr (or xml.weight, or raise xml.ridge_lambda), delete the run folder's "
         "checkpoints/ and train again"
     )
