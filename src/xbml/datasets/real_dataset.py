@@ -67,6 +67,7 @@ from xbml.datasets.download import (
 from xbml.datasets.manifest import Manifest, split_classes, write_manifest
 from xbml.datasets.sources import FileSpec, Source, resolve_sources, sources_schema
 from xbml.errors import DataError
+from xbml.os_errors import naming
 
 log = logging.getLogger(__name__)
 
@@ -304,8 +305,9 @@ class RealDataset(Dataset):
                 log.info("%s: removed %s, left by an interrupted fetch", cls.name, stale)
         staging = make_temp_dir(f".{raw.name}.partial-", raw.parent)
         try:
-            for item in obtained:
-                cls._install(item, staging, progress)
+            with naming(raw):  # a full disk surfaces in a buffered write that names no file
+                for item in obtained:
+                    cls._install(item, staging, progress)
             cls._check_layout(staging)
             # a folder prepare could not read is never marked as fetched
             cls.read_checked_annotations(staging)

@@ -28,6 +28,7 @@ from xbml.datasets.glyphs.store import JSON_NAME, NPZ_NAME, file_sha256, generat
 from xbml.datasets.registry import DATASETS
 from xbml.datasets.schema import check
 from xbml.errors import DataError
+from xbml.os_errors import naming
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,8 @@ def _write_in_place(target: Path, write) -> None:
     """Call `write(folder)` on a fresh folder beside `target`, then swap it in as `target`."""
     tmp = make_temp_dir(f".{target.name}.tmp-", target.parent)
     try:
-        write(tmp)
+        with naming(target):  # a full disk surfaces in a buffered write that names no file
+            write(tmp)
         replace_dir(tmp, target)
     finally:
         if tmp.exists():
