@@ -26,18 +26,18 @@ def _finite(path) -> bool:
     return non_finite_tensor(state) is None
 
 
-def _poison_after_step(trainer: Trainer, at: int, poison) -> None:
-    """Call `poison(model)` right after optimizer step number `at` (1-based), as an overflow would."""
-    step = trainer.scheduler.step  # called right after the optimizer's step
+def _poison_before_validation(trainer: Trainer, at: int, poison) -> None:
+    """Call `poison(model)` after step `at`, right before its validation and checkpoint, as an
+    overflow in that step would."""
+    validate = trainer.validate
 
-    def step_then_poison(*args, **kwargs):
-        out = step(*args, **kwargs)
-        if trainer.iteration + 1 == at:
+    def poison_then_validate():
+        if trainer.iteration == at:
             with torch.no_grad():
                 poison(trainer.objective.model)
-        return out
+        return validate()
 
-    trainer.scheduler.step = step_then_poison
+    trainer.validate = poison_then_validate
 
 
 def _bn_variance_overflows(model):
@@ -58,7 +58,7 @@ def _head_collapses(model):
 def test_a_poisoned_state_stops_training_and_never_replaces_the_good_checkpoint(validated_blobs, tmp_path, poison, what):
     cfg = load_config(None, tiny_train_overrides(validated_blobs, iterations=12) + ["train.eval_every=4"])
     trainer = Trainer(cfg, tmp_path / "run")
-    _poison_after_step(trainer, 8, poison)  # right before the validation and checkpoint at 8
+    _poison_before_validation(trainer, 8, poison)
     with pytest.raises(TrainingDiverged, match=rf"at iteration 8: the learning rate optim.lr=0.001 .*\({what}.*\(iteration 4\) was kept"):
         trainer.fit()
     ckpt = tmp_path / "run/checkpoints/last.pt"
@@ -71,7 +71,7 @@ def test_a_runaway_learning_rate_is_named_and_a_sane_rerun_finishes(validated_bl
     # lr 1e6: the loss may stay finite while BatchNorm statistics overflow; the user must read
     # about the learning rate, not about embeddings, and find no model.pt to mistake for a result
     args = ["train", "--out", tmp_path / "run"]
-    for o in tiny_train_overrides(validated_blobs, iterations=6) + ["train.eval_every=1", "train.checkpoint_every=1"]:
+    for o in tiny_train_overrides(validated_blobs, iterations=2) + ["train.eval_every=1", "train.checkpoint_every=1"]:
         args += ["--set", o]
     res = xbml(*args, "--set", "optim.lr=1e6")
     line = error_line(res.returncode, res.stderr, "Lower optim.lr")
