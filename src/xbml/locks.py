@@ -86,8 +86,13 @@ def _open_locked(path: Path, what: str) -> int:
 def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[Path]:
     """Hold the lock `path` for the body; LockHeld (exit 2 at the CLI) names the live holder."""
     path = Path(path)
+    made = _missing_folders(path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = _open_locked(path, what)
+    try:
+        fd = _open_locked(path, what)
+    except BaseException:
+        _remove_if_empty(made)
+        raise
     try:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         os.ftruncate(fd, 0)
@@ -98,6 +103,24 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             os.unlink(path)
         os.close(fd)
+        _remove_if_empty(made)  # a writer that wrote nothing leaves no folder behind either
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """The folders mkdir(parents=True) would create for `folder`, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty (the writer's outputs are in it), or gone
 
 
 def run_folder_lock(out_dir: str | os.PathLike) -> contextlib.AbstractContextManager:
