@@ -7,7 +7,7 @@ from xbml.errors import ConfigError
 def test_defaults_and_overrides(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("xml:\n  weight: 0.1\nsampler:\n  classes_per_batch: 8\n")
-    cfg = load_config(f, ["xml.ridge_lambda=0.5", "loss.params={margin: 0.2}"])
+    cfg = load_config(f, ["xml.ridge_lambda=0.5", "loss.name=triplet", "loss.params={margin: 0.2}"])
     assert cfg["xml"]["weight"] == 0.1
     assert cfg["xml"]["ridge_lambda"] == 0.5
     assert cfg["xml"]["num_prototypes"] == 32  # untouched default

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -10,6 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from xbml.os_errors import naming
 
 
 def _umask() -> int:
@@ -64,6 +67,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     Temporaries of `path` left by a killed earlier write are removed first.
     """
     path = Path(path)
+    if path.is_dir():  # found now, not as a failed rename after all the work
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path, suffix)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_temporary_suffix(path, suffix), dir=path.parent)
@@ -72,9 +77,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     # mkstemp creates 0600; give the final file the permissions a plain open() would
     os.chmod(tmp_path, 0o666 & ~_umask())
     try:
-        yield tmp_path
-        with open(tmp_path, "rb") as f:
-            os.fsync(f.fileno())
+        with naming(path):  # a full disk shows in a write or fsync that knows no file name
+            yield tmp_path
+            with open(tmp_path, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

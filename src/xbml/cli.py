@@ -58,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     except XbmlError as exc:
         print(f"xbml {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # full or read-only disk, permissions, a file where a folder belongs
+        from xbml.os_errors import describe
+
+        print(f"xbml {args.command}: error: {describe(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"xbml {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from xbml.errors import ConfigError
+from xbml.yaml_reading import parse_yaml_value, read_yaml_file, shown
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -109,7 +110,7 @@ NULLABLE = {
 def _check(cfg: dict, defaults: dict, prefix: tuple[str, ...] = ()) -> None:
     for key, value in cfg.items():
         where = prefix + (key,)
-        dotted = ".".join(where)
+        dotted = ".".join(shown(k, 40) if not isinstance(k, str) else k[:60] for k in where)
         if where in MOVED:
             raise ConfigError(f"config key {dotted!r} is now {MOVED[where]!r}; rename it")
         if key not in defaults:
@@ -118,11 +119,11 @@ def _check(cfg: dict, defaults: dict, prefix: tuple[str, ...] = ()) -> None:
         default = defaults[key]
         if where in FREE_FORM:
             if not isinstance(value, dict):
-                raise ConfigError(f"config key {dotted!r} must be a mapping, got {value!r}")
+                raise ConfigError(f"config key {dotted!r} must be a mapping, got {shown(value)}")
             continue
         if isinstance(default, dict):
             if not isinstance(value, dict):
-                raise ConfigError(f"config key {dotted!r} must be a mapping of sub-keys, got {value!r}")
+                raise ConfigError(f"config key {dotted!r} must be a mapping of sub-keys, got {shown(value)}")
             _check(value, default, where)
             continue
         if where in NULLABLE or default is None:
@@ -137,7 +138,7 @@ def _check(cfg: dict, defaults: dict, prefix: tuple[str, ...] = ()) -> None:
             ok = isinstance(value, type(default))
         if not ok:
             raise ConfigError(
-                f"config key {dotted!r} must be of type {type(default).__name__}, got {value!r}"
+                f"config key {dotted!r} must be of type {type(default).__name__}, got {shown(value)}"
             )
 
 
@@ -169,15 +170,12 @@ def _load_file(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     path = path.resolve()
     if path in seen:
         raise ConfigError(f"config {path} inherits from itself through 'base:'")
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    data = read_yaml_file(path) or {}  # bounded: a size cap, text only, no aliases
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     base = data.pop("base", None)
+    if base is not None and not isinstance(base, str):
+        raise ConfigError(f"config file {path}: 'base:' is {shown(base)}; give the path of the config to inherit from")
     if base is not None:
         data = merge(_load_file(path.parent / base, seen + (path,)), data)
     return data
@@ -186,12 +184,14 @@ def _load_file(path: Path, seen: tuple[Path, ...] = ()) -> dict:
 def parse_override(text: str) -> dict:
     """`xml.weight=0.1` -> {"xml": {"weight": 0.1}}; the value is parsed as YAML."""
     if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like key.sub=value")
+        raise ConfigError(f"override {shown(text)} must look like key.sub=value")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw != "" else None
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {shown(text)}: the key {shown(key)} has an empty part; write key.sub=value")
+    value = parse_yaml_value(raw, f"--set {key.strip()[:60]}") if raw != "" else None
     out: dict = {}
     node = out
-    parts = key.strip().split(".")
     for part in parts[:-1]:
         node = node.setdefault(part, {})
     node[parts[-1]] = value
@@ -310,18 +310,18 @@ def validate_values(cfg: dict) -> None:
         if key in nullable and value is None:
             continue
         if value not in domain:
-            raise ConfigError(f"config key {'.'.join(key)!r} is {value!r}; it must be a finite number in {domain}")
+            raise ConfigError(f"config key {'.'.join(key)!r} is {shown(value)}; it must be a finite number in {domain}")
     for cls in registered():
         cls.check(cfg)
     for key, valid in choices.items():
         value = _get(cfg, key)
         # by type as well as value: `train.amp: 1` is not `true`
         if not any(type(value) is type(v) and value == v for v in valid):
-            shown = ", ".join("null" if v is None else str(v).lower() if isinstance(v, bool) else v for v in valid)
-            raise ConfigError(f"config key {'.'.join(key)!r} is {value!r}; valid values: {shown}")
+            names = ", ".join("null" if v is None else str(v).lower() if isinstance(v, bool) else v for v in valid)
+            raise ConfigError(f"config key {'.'.join(key)!r} is {shown(value)}; valid values: {names}")
     fold = cfg["data"]["fold"]
-    if fold is not None and fold not in NON_NEGATIVE:
-        raise ConfigError(f"config key 'data.fold' is {fold!r}; use null or a fold number >= 0")
+    if fold is not None and (not isinstance(fold, int) or isinstance(fold, bool) or fold not in NON_NEGATIVE):
+        raise ConfigError(f"config key 'data.fold' is {shown(fold)}; use null or a whole fold number >= 0")
     if cfg["sampler"]["classes_per_batch"] % 2:
         raise ConfigError(
             "config key 'sampler.classes_per_batch' must be even: the batch is split into two class-disjoint halves"
@@ -337,6 +337,9 @@ def validate_values(cfg: dict) -> None:
             "config key 'optim.final_lr_fraction' is 0, which an exponential schedule never reaches; "
             "give the fraction of optim.lr to end at, e.g. 0.01"
         )
+    from xbml.losses.params_check import check_loss_config
+
+    check_loss_config(cfg["loss"])  # by name and type now, not at the first loss an hour in
 
 
 def dump_config(cfg: dict) -> str:

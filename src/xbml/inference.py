@@ -9,7 +9,7 @@ import torch
 
 from xbml.datasets.manifest import Manifest
 from xbml.datasets.torch_data import ManifestImages, eval_batches
-from xbml.errors import CheckpointError
+from xbml.errors import CheckpointError, DataError
 from xbml.models import build_model
 
 
@@ -64,6 +64,12 @@ class Embedder:
         self.cfg = blob["config"]
         self.device = select_device(device)
         self.manifest = read_manifest(prepared or self.cfg["data"]["prepared"])
+        channels = int(self.manifest.info.get("channels", 3))
+        if channels != int(blob["in_channels"]):
+            raise DataError(
+                f"{self.manifest.root} has {channels}-channel images but {model_path} was trained on "
+                f"{blob['in_channels']}-channel images; embed a prepared folder of the dataset it was trained on"
+            )
         self.channels_last = use_channels_last(self.cfg["train"]["channels_last"], self.device)
         self.bf16 = use_bf16(self.cfg["train"]["amp"], self.device)
         self.model.to(self.device)

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 
+def _positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text[:40]!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def add_model_arguments(p) -> None:
     """The arguments every command that embeds with a trained model takes."""
     p.add_argument("--model", required=True, help="model.pt written by `xbml train`")
     p.add_argument("--prepared", default=None, help="prepared dataset folder (default: the one it was trained on)")
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="images per forward pass (default: eval.batch_size)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")

@@ -17,9 +17,12 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from xbml.datasets.registry import get_dataset
+    from xbml.locks import folder_lock
     from xbml.datasets.sources import load_sources
 
     dataset = get_dataset(args.dataset)
     sources = load_sources(args.sources, args.dataset)
-    dataset.fetch(args.out, sources=sources, seed=args.seed, progress=not args.no_progress)
+    # one writer per folder: a second fetch or prepare would delete the first one's staging folder
+    with folder_lock(args.out, "raw dataset folder"):
+        dataset.fetch(args.out, sources=sources, seed=args.seed, progress=not args.no_progress)
     return 0

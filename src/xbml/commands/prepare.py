@@ -18,7 +18,10 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from xbml.datasets.registry import get_dataset
+    from xbml.locks import folder_lock
 
     dataset = get_dataset(args.dataset)
-    dataset.prepare(args.raw, args.out, val_fraction=args.val_fraction, seed=args.seed)
+    # one writer per folder: a second fetch or prepare would delete the first one's staging folder
+    with folder_lock(args.out, "prepared dataset folder"):
+        dataset.prepare(args.raw, args.out, val_fraction=args.val_fraction, seed=args.seed)
     return 0

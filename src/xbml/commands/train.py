@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 
 def add_arguments(p) -> None:
     p.add_argument("--config", default=None, help="YAML training config (keys: see config/README.md)")
@@ -30,14 +33,21 @@ def run(args) -> int:
     if args.print_config:
         print(dump_config(cfg))
         return 0
+    from xbml.locks import run_folder_lock
     from xbml.training.trainer import train
 
-    summary = train(cfg, args.out, threads=args.threads)
-    _write_run_info(args, cfg, swept)
+    with run_folder_lock(args.out) if _is_writer() else contextlib.nullcontext():
+        summary = train(cfg, args.out, threads=args.threads)
+        _write_run_info(args, cfg, swept)
     if summary:
         print(f"trained {summary['iterations']} iterations; selected iteration {summary['selected_iteration']} "
               f"({summary['selected_by']}); model at {args.out}/model.pt")
     return 0
+
+
+def _is_writer() -> bool:
+    # under torchrun every rank trains and rank 0 writes; it alone holds the run folder's lock
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _lookup(cfg: dict, key: str):
@@ -55,12 +65,11 @@ def _write_run_info(args, cfg: dict, swept: dict) -> None:
     """run.json beside model.pt: which run this is, in typed values, so readers need not parse
     folder names; written after training so that it, like model.pt, means a finished run."""
     import json
-    import os
     from pathlib import Path
 
     from xbml.atomic import write_json
 
-    if os.environ.get("RANK", "0") != "0":  # under torchrun every rank trains; one writes
+    if not _is_writer():  # under torchrun every rank trains; one writes
         return
     write_json(Path(args.out) / "run.json", {
         "dataset": args.dataset,

@@ -135,13 +135,16 @@ def read_manifest(folder: str | Path) -> Manifest:
             raise DataError(
                 f"{p} is missing: {folder} is not a prepared dataset; run `python -m xbml prepare` first"
             )
-    info = json.loads(info_path.read_text())
-    with open(csv_path, newline="") as f:
-        reader = csv.reader(f)
-        header = tuple(next(reader, ()))
-        if header != COLUMNS:
-            raise DataError(f"{csv_path} has columns {header}, expected {COLUMNS}")
-        rows = list(reader)
+    info = read_info(info_path)
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = tuple(next(reader, ()))
+            if header != COLUMNS:
+                raise DataError(f"{csv_path} has columns {str(header)[:120]}, expected {COLUMNS}; {_REPREPARE}")
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{csv_path} is not a readable CSV file ({str(exc)[:120]}); {_REPREPARE}") from None
     try:
         m = Manifest(
             images=[r[0] for r in rows],
@@ -153,9 +156,49 @@ def read_manifest(folder: str | Path) -> Manifest:
             root=folder.resolve(),
         )
     except (IndexError, ValueError) as exc:
-        raise DataError(f"{csv_path} has a malformed row: {exc}") from None
+        raise DataError(f"{csv_path} has a malformed row: {str(exc)[:120]}; {_REPREPARE}") from None
     validate(m)
+    check_counts(m, csv_path, info_path)
     return m
+
+
+_REPREPARE = "the prepared folder is damaged: re-run `xbml prepare` for this dataset"
+
+
+def read_info(info_path: Path) -> dict:
+    """dataset.json: a JSON object whose keys that say where the images are have the right types."""
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{info_path} is not valid JSON ({str(exc)[:120]}); {_REPREPARE}") from None
+    if not isinstance(info, dict):
+        raise DataError(f"{info_path} must hold a JSON object, not {type(info).__name__}; {_REPREPARE}")
+    for key in ("image_root", "array_store"):
+        if key in info and (not isinstance(info[key], str) or not info[key]):
+            raise DataError(f"{info_path}: {key!r} must be a path, got {str(info[key])[:60]!r}; {_REPREPARE}")
+    channels = info.get("channels", 3)
+    if channels not in (1, 3) or isinstance(channels, bool):
+        raise DataError(f"{info_path}: 'channels' is {str(channels)[:20]!r}, expected 1 or 3; {_REPREPARE}")
+    if "image_root" in info and channels != 3:
+        raise DataError(f"{info_path}: image files are read as RGB, so 'channels' must be 3; {_REPREPARE}")
+    return info
+
+
+def check_counts(m: Manifest, csv_path: Path, info_path: Path) -> None:
+    """The manifest's rows per split against the counts dataset.json recorded when both were written."""
+    counts = m.info.get("counts")
+    if not isinstance(counts, dict):
+        return  # written by hand or by an older version: nothing promised
+    for split in SPLITS:
+        promised = counts.get(split, {}).get("images") if isinstance(counts.get(split), dict) else None
+        if promised is None:
+            continue
+        actual = int((m.splits == split).sum())
+        if actual != promised:
+            raise DataError(
+                f"{csv_path} lists {actual:,} {split} images but {info_path} promises {promised!r:.20}: "
+                f"the two were not written together (a half-copied folder?); {_REPREPARE}"
+            )
 
 
 def carve_validation(train_classes: np.ndarray, fraction: float, seed: int) -> np.ndarray:

@@ -55,6 +55,7 @@ from xbml.atomic import make_temp_dir, remove_stale_siblings, replace_dir, write
 from xbml.datasets.annotations import Annotations
 from xbml.datasets.archives import extract_into, is_absolute_path, resolve_inside
 from xbml.datasets.base import Dataset
+from xbml.datasets.links import check_inside
 from xbml.datasets.download import (
     checksum_mismatch,
     content_message,
@@ -66,6 +67,7 @@ from xbml.datasets.download import (
 from xbml.datasets.manifest import Manifest, split_classes, write_manifest
 from xbml.datasets.sources import FileSpec, Source, resolve_sources, sources_schema
 from xbml.errors import DataError
+from xbml.os_errors import naming
 
 log = logging.getLogger(__name__)
 
@@ -303,8 +305,9 @@ class RealDataset(Dataset):
                 log.info("%s: removed %s, left by an interrupted fetch", cls.name, stale)
         staging = make_temp_dir(f".{raw.name}.partial-", raw.parent)
         try:
-            for item in obtained:
-                cls._install(item, staging, progress)
+            with naming(raw):  # a full disk surfaces in a buffered write that names no file
+                for item in obtained:
+                    cls._install(item, staging, progress)
             cls._check_layout(staging)
             # a folder prepare could not read is never marked as fetched
             cls.read_checked_annotations(staging)
@@ -416,6 +419,9 @@ class RealDataset(Dataset):
         cls.check_counts(ann, expected, raw)
         root = cls.image_root(raw)
         cls.check_images(root, ann.images)
+        # an image (or class folder) linked from elsewhere would escape the raw folder's DVC version
+        rel_root = os.path.relpath(root, raw)
+        check_inside(raw, [os.path.join(rel_root, p) for p in ann.images])
         test_classes = np.unique(ann.labels[~is_train])
         split, fold = split_classes(ann.labels, test_classes, val_fraction, seed)
         roles = np.where(np.isin(ann.partition, ("query", "gallery")), ann.partition, "both").astype(object)

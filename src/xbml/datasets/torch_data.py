@@ -7,38 +7,16 @@ or a worker, first time or after a resume.
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from xbml.datasets import array_store
 from xbml.datasets.manifest import Manifest
-from xbml.errors import DataError
+from xbml.errors import DataError, XbmlError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _load_array_store(path: Path) -> np.ndarray:
-    try:
-        stamp = path.stat().st_mtime_ns
-    except OSError as exc:
-        raise DataError(f"cannot read the image array store {path}: {exc}; re-run `xbml fetch`") from None
-    return _decompressed_store(path, stamp)
-
-
-@functools.lru_cache(maxsize=4)
-def _decompressed_store(path: Path, stamp: int) -> np.ndarray:
-    # one decompressed copy per process and file version: training and validation share it
-    try:
-        with np.load(path) as z:
-            images = z["images"]
-    except (OSError, KeyError, ValueError) as exc:
-        raise DataError(f"cannot read the image array store {path}: {exc}; re-run `xbml fetch`") from None
-    images.setflags(write=False)  # shared between datasets: nobody may modify it
-    return images
 
 
 class ManifestImages(Dataset):
@@ -60,10 +38,15 @@ class ManifestImages(Dataset):
         self.train = train
         self.augment = augment and train
         self.store = manifest.array_store
-        self.images = _load_array_store(self.store) if self.store is not None else None
         self.channels = int(manifest.info.get("channels", 3))
+        self.images = array_store.load(self.store, self.channels) if self.store is not None else None
         if self.images is None and manifest.image_root is None:
             raise DataError(f"{manifest.root}/dataset.json names neither image_root nor array_store")
+        if self.images is not None:  # every reference checked once here, not as an IndexError mid-run
+            array_store.store_indices(
+                [manifest.images[r] for r in self.rows.tolist()], len(self.images), self.store,
+                manifest.root / "manifest.csv",
+            )
         self._position = {int(r): i for i, r in enumerate(self.rows)}
 
     def __len__(self) -> int:
@@ -149,15 +132,43 @@ def training_batches(dataset: ManifestImages, sampler, start: int, stop: int, wo
                 yield torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
 
         return gen()
-    return DataLoader(
+    return _OneLineErrors(DataLoader(
         dataset,
         batch_sampler=schedule,
         num_workers=workers,
         pin_memory=pin_memory,
         persistent_workers=False,
         prefetch_factor=4 if workers else None,
-    )
+    ))
 
 
 def eval_batches(dataset: ManifestImages, batch_size: int, workers: int, pin_memory: bool):
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=pin_memory)
+    return _OneLineErrors(
+        DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=pin_memory)
+    )
+
+
+def worker_message(text: str) -> str:
+    """The message a DataLoader worker raised, without the "Original Traceback" torch wraps
+    around it in the main process."""
+    if "Original Traceback" not in text:
+        return text
+    last = text.rstrip().splitlines()[-1]
+    kind, sep, message = last.partition(": ")
+    return message if sep and kind.startswith("xbml.errors.") else last
+
+
+class _OneLineErrors:
+    """A DataLoader whose workers' xbml errors reach the user as the same one line as in-process."""
+
+    def __init__(self, loader: DataLoader):
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        try:
+            yield from self.loader
+        except XbmlError as exc:
+            raise type(exc)(worker_message(str(exc))) from None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from xbml.atomic import atomic_path
+from xbml.os_errors import save_torch
 from xbml.errors import CheckpointError
 
 # changing these does not change what a step computes, so a run may resume across them
@@ -29,8 +29,7 @@ def config_fingerprint(cfg: dict) -> str:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path, suffix=".tmp") as tmp:
-        torch.save(state, tmp)
+    save_torch(state, path)
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from xbml.os_errors import naming
+
 
 class JsonlLog:
     def __init__(self, path: Path):
@@ -23,22 +25,26 @@ class JsonlLog:
                 break  # a torn last line from a kill
             if record.get("iteration", 0) <= iteration:
                 keep.append(line)
-        self.path.write_text("".join(line + "\n" for line in keep))
+        with naming(self.path):
+            self.path.write_text("".join(line + "\n" for line in keep))
 
     def write(self, record: dict) -> None:
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a")
-        self._fh.write(json.dumps(record) + "\n")
+        with naming(self.path):
+            self._fh.write(json.dumps(record) + "\n")
 
     def flush(self) -> None:
         if self._fh is not None:
-            self._fh.flush()
+            with naming(self.path):
+                self._fh.flush()
 
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            with naming(self.path):
+                fh.close()
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -14,12 +14,13 @@ import numpy as np
 import torch
 
 from xbml import __version__
-from xbml.atomic import atomic_path, write_json, write_text
+from xbml.atomic import write_json, write_text
 from xbml.datasets.manifest import read_manifest
 from xbml.datasets.torch_data import ManifestImages, training_batches
 from xbml.config import validate_values
-from xbml.errors import CheckpointError, DataError, TrainingDiverged
+from xbml.errors import CheckpointError, DataError
 from xbml.inference import compute_embeddings
+from xbml.os_errors import save_torch
 from xbml.losses.base_losses import build_base_loss
 from xbml.metric_names import RANK_METRICS
 from xbml.models import build_model
@@ -28,6 +29,7 @@ from xbml.samplers import ClassDisjointHalvesSampler
 from xbml.training import distributed as dist
 from xbml.training.cpu_slots import cpu_slot
 from xbml.training.checkpoint import config_fingerprint, load_checkpoint, save_checkpoint
+from xbml.training.health import diverged, embedding_problem, non_finite_tensor
 from xbml.training.device import job_threads, select_device, set_threads, use_bf16, use_channels_last, autocast
 from xbml.training.objective import Objective
 from xbml.training.run_log import JsonlLog, read_jsonl
@@ -204,7 +206,17 @@ class Trainer:
 
     def save(self) -> None:
         if self.rank == 0:
+            self._check_finite()  # a poisoned state never replaces the last good checkpoint
             save_checkpoint(self.ckpt_path, self._state())
+
+    def _diverged(self, what: str, iteration: int | None = None):
+        return diverged(what, iteration or self.iteration, self.cfg["optim"]["lr"], self.ckpt_path,
+                        self._checkpoint_iteration())
+
+    def _check_finite(self, state: dict | None = None) -> None:
+        name = non_finite_tensor(self.objective.state_dict() if state is None else state)
+        if name is not None:
+            raise self._diverged(f"{name} holds NaN or infinity")
 
     # -- validation ------------------------------------------------------------------------------
     def validate(self) -> dict | None:
@@ -218,10 +230,14 @@ class Trainer:
                 self.manifest, self.val_rows, self.manifest.labels[self.val_rows],
                 data_cfg["image_size"], data_cfg["resize"],
             )
+        self._check_finite()  # an overflowed parameter is the cause; degenerate embeddings its symptom
         emb = compute_embeddings(
             self.objective.model, self.val_set, self.cfg["eval"]["batch_size"], self.device,
             workers=self.cfg["data"]["workers"], channels_last=self.channels_last, bf16=self.bf16,
         )
+        problem = embedding_problem(emb)
+        if problem is not None:
+            raise self._diverged(f"the validation embeddings {problem}")
         return retrieval_metrics(emb, self.val_set.targets)
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -262,11 +278,7 @@ class Trainer:
                 terms = model(images, labels, split, self.iteration)
             loss = terms["loss"]
             if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"loss is {loss.item()} at iteration {self.iteration + 1}; training stopped. The last good "
-                    f"checkpoint {self.ckpt_path} (iteration {self._checkpoint_iteration()}) was kept. "
-                    "Lower optim.lr or xml.weight, or raise xml.ridge_lambda"
-                )
+                raise self._diverged(f"the loss is {loss.item()}", self.iteration + 1)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.cfg["optim"]["clip_grad_norm"] > 0:
@@ -342,6 +354,7 @@ class Trainer:
         selected = self.iteration
         if self.best["state"] is not None:
             model_state, selected = self.best["state"], self.best["iteration"]
+        self._check_finite(model_state)  # never a model.pt with an overflowed tensor
         blob = {
             "state_dict": {k: v.detach().cpu() for k, v in model_state.items()},
             # what the report's pictures need of each regulariser (XML: the final prototypes)
@@ -357,8 +370,7 @@ class Trainer:
         for name in ("train_log.jsonl", "val_log.jsonl"):
             source = work / name
             write_text(self.out_dir / name, source.read_text() if source.exists() else "")
-        with atomic_path(self.out_dir / "model.pt", suffix=".tmp") as tmp:
-            torch.save(blob, tmp)
+        save_torch(blob, self.out_dir / "model.pt")
         summary = {
             "iterations": self.iteration,
             "selected_iteration": selected,

@@ -17,10 +17,13 @@ from xbml.errors import XbmlError
 
 def content_hash(folder: Path) -> tuple[str, int, int]:
     """sha256 over (relative path, bytes) of every file, in sorted order; independent of DVC."""
+    from xbml.datasets.links import files_within
+
     h = hashlib.sha256()
     files = size = 0
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = path.relative_to(folder).as_posix()
+    # links that stay inside are followed, links that leave are refused: as `prepare` reads it
+    for rel in files_within(folder, step="version"):
+        path = folder / rel
         h.update(rel.encode() + b"\0")
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):

@@ -15,6 +15,7 @@ import numpy as np
 
 from xbml.atomic import make_temp_dir, remove_stale_siblings, replace_dir
 from xbml.datasets.base import Dataset
+from xbml.datasets.links import check_inside
 from xbml.datasets.glyphs.fonts import DEFAULT_WORKERS, MIN_FONTS, font_table
 from xbml.datasets.glyphs.selection import (
     LOOKALIKE_DISTANCE,
@@ -27,6 +28,7 @@ from xbml.datasets.glyphs.store import JSON_NAME, NPZ_NAME, file_sha256, generat
 from xbml.datasets.registry import DATASETS
 from xbml.datasets.schema import check
 from xbml.errors import DataError
+from xbml.os_errors import naming
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,8 @@ def _write_in_place(target: Path, write) -> None:
     """Call `write(folder)` on a fresh folder beside `target`, then swap it in as `target`."""
     tmp = make_temp_dir(f".{target.name}.tmp-", target.parent)
     try:
-        write(tmp)
+        with naming(target):  # a full disk surfaces in a buffered write that names no file
+            write(tmp)
         replace_dir(tmp, target)
     finally:
         if tmp.exists():
@@ -158,7 +161,16 @@ class Glyphs(Dataset):
                 f"run `python -m xbml fetch glyphs --out {raw_dir}` first"
             )
         cls.check_val_fraction(val_fraction)
-        meta = json.loads(meta_path.read_text())
+        check_inside(raw_dir, [JSON_NAME, NPZ_NAME])  # the raw folder's DVC version must cover them
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            meta = None
+        if not isinstance(meta, dict) or not isinstance(meta.get("params"), dict):
+            raise DataError(
+                f"{meta_path} is not the JSON record `xbml fetch` writes; "
+                f"remove {raw_dir} and run `python -m xbml fetch glyphs --out {raw_dir}` again"
+            )
         if meta.get("file_sha256") != file_sha256(npz_path):
             raise DataError(
                 f"{npz_path} does not match the checksum in {meta_path}; "
