@@ -20,11 +20,11 @@ def run(args) -> int:
     from xbml.datasets.manifest import read_manifest
     from xbml.evaluation.embeddings_file import save_embeddings
     from xbml.inference import compute_embeddings, load_trained_model, split_dataset
-    from xbml.training.device import job_threads, select_device, set_threads, use_bf16, use_channels_last
+    from xbml.training.device import select_device, set_threads, torch_threads, use_bf16, use_channels_last
 
-    set_threads(job_threads(args.threads))
     model, blob = load_trained_model(args.model)
     cfg = blob["config"]
+    set_threads(torch_threads(args.threads, cfg["data"]["workers"]))
     device = select_device(args.device)
     manifest = read_manifest(args.prepared or cfg["data"]["prepared"])
     dataset = split_dataset(manifest, args.split, cfg["data"])
