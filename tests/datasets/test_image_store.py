@@ -29,8 +29,8 @@ SIZE, RESIZE = 48, 56
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    """A miniature CUB with photo-like JPEGs of CUB's aspect (4:3, 80x60), prepared by the CLI
-    with and without the store (short side = the evaluation resize)."""
+    """A miniature CUB with photo-like JPEGs of CUB's aspect (4:3, 80x60), prepared without the
+    store, and by the CLI with it (short side = the evaluation resize)."""
     work = tmp_path_factory.mktemp("cub")
     mini = make_cub(work / "mini", per_class=2)
     archive = mini.files["CUB_200_2011.tgz"]
@@ -44,8 +44,8 @@ def prepared(tmp_path_factory):
     root = ds.image_root(work / "raw")
     for k, path in enumerate(sorted(root.rglob("*.jpg"))):
         Image.fromarray(photo(60, 80, k)).save(path, quality=90)
+    ds.prepare(work / "raw", work / "original", val_fraction=0.0)
     cmd = [sys.executable, "-m", "xbml", "prepare", "cub200", "--raw", str(work / "raw"), "--val-fraction", "0"]
-    subprocess.run([*cmd, "--out", str(work / "original")], check=True, capture_output=True)
     done = subprocess.run([*cmd, "--out", str(work / "store"), "--image-store", str(RESIZE)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     return read_manifest(work / "original"), read_manifest(work / "store")

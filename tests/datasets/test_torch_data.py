@@ -19,9 +19,7 @@ from xbml.datasets.torch_data import ManifestImages  # noqa: E402
 from xbml.errors import DataError  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def cub(tmp_path_factory):
-    work = tmp_path_factory.mktemp("cub")
+def _prepared_cub(work):
     mini = make_cub(work / "mini", per_class=2)
     archive = mini.files["CUB_200_2011.tgz"]
     ds = get_dataset("cub200")
@@ -33,6 +31,11 @@ def cub(tmp_path_factory):
     ds.fetch(work / "raw", sources=sources, progress=False)
     ds.prepare(work / "raw", work / "prepared", val_fraction=0.0, seed=0)
     return read_manifest(work / "prepared")
+
+
+@pytest.fixture(scope="module")
+def cub(tmp_path_factory):
+    return _prepared_cub(tmp_path_factory.mktemp("cub"))
 
 
 def _images(manifest, train):
@@ -73,11 +76,11 @@ def test_corrupt_and_missing_images_are_reported_by_path(cub):
     assert ds[0][0].shape == (3, 48, 48)  # the others still load
 
 
-def test_a_batch_is_the_same_in_workers_or_the_main_process_first_time_or_after_a_resume(cub):
+def test_a_batch_is_the_same_in_workers_or_the_main_process_first_time_or_after_a_resume(tmp_path):
     from xbml.datasets.torch_data import training_batches
     from xbml.samplers import ClassDisjointHalvesSampler
 
-    ds = _images(cub, train=True)
+    ds = _images(_prepared_cub(tmp_path), train=True)  # its own copy: another test damages files
     _, contiguous = np.unique(ds.targets, return_inverse=True)
     sampler = ClassDisjointHalvesSampler(contiguous, 4, 2, seed=5)
     main = [(x.clone(), y.clone()) for x, y in training_batches(ds, sampler, 0, 4, workers=0, pin_memory=False)]

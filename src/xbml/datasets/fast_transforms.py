@@ -126,7 +126,7 @@ def read_bytes(path: Path) -> torch.Tensor:
 def is_plain_jpeg(data: torch.Tensor) -> bool:
     """A JPEG libjpeg-turbo decodes to the pixels PIL gives (not CMYK/YCCK, which PIL converts
     its own way): start-of-image marker and an Adobe APP14 marker absent from the header."""
-    head = bytes(data[:4096].tolist()) if data.numel() else b""
+    head = data[:4096].numpy().tobytes()
     return head[:2] == b"\xff\xd8" and b"Adobe" not in head
 
 
