@@ -3,6 +3,7 @@ batch must equal the CPU loader's items exactly; stacking for channels_last mode
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -60,3 +61,24 @@ def test_uint8_items_stack_into_channels_last_memory():
     last, _ = collate(items, channels_last=True)
     assert plain.is_contiguous() and last.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(plain, last) and torch.equal(plain, torch.stack([x for x, _ in items]))
+
+
+def test_training_with_device_decoding_takes_the_same_steps_as_with_the_workers_decoding(tmp_path):
+    from test_torch_data import _prepared_cub
+
+    from xbml.config import load_config
+    from xbml.training.trainer import Trainer
+
+    manifest = _prepared_cub(tmp_path / "cub")
+    losses = {}
+    for decode in ("cpu", "device"):
+        cfg = load_config(None, [
+            f"data.prepared={manifest.root}", "data.image_size=32", "data.resize=36", f"data.decode={decode}",
+            "model.backbone=resnet18", "model.embedding_dim=8", "sampler.classes_per_batch=4",
+            "sampler.images_per_class=2", "train.iterations=2", "train.progress=false", "train.device=cpu",
+        ])
+        Trainer(cfg, tmp_path / decode).fit()
+        losses[decode] = [line for line in (tmp_path / decode / "train_log.jsonl").read_text().splitlines()]
+        assert len(losses[decode]) == 2
+    strip = lambda lines: [{k: v for k, v in json.loads(x).items() if k != "time_s"} for x in lines]  # noqa: E731
+    assert strip(losses["cpu"]) == strip(losses["device"])
