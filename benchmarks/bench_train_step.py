@@ -16,8 +16,9 @@ import torch
 
 from xbml.config import load_config
 from xbml.losses.base_losses import build_base_loss
-from xbml.losses.cross_batch import build_regularizer
 from xbml.models import build_model
+from xbml.regularizers import BuildContext
+from xbml.regularizers.xml import XmlRegularizer
 from xbml.training.objective import Objective
 
 
@@ -32,10 +33,10 @@ def make_objective(cfg: dict, num_classes: int, with_xml: bool, in_channels: int
     torch.manual_seed(0)
     model = build_model(cfg["model"], in_channels)
     base = build_base_loss(cfg["loss"], num_classes, cfg["model"]["embedding_dim"])
-    reg = None
+    regs = {}
     if with_xml:
-        reg = build_regularizer(cfg["xml"], model.feature_dim, cfg["model"]["embedding_dim"], num_classes, 0)
-    objective = Objective(model, base, reg, cfg["xml"]["weight"] if with_xml else 0.0)
+        regs = {"xml": XmlRegularizer.build(cfg["xml"], BuildContext(model, base, cfg, num_classes, 1))}
+    objective = Objective(model, base, regs, {"xml": cfg["xml"]["weight"]} if with_xml else {})
     return objective, torch.optim.AdamW(objective.parameters(), lr=1e-3)
 
 

@@ -21,6 +21,7 @@ COMMANDS = {
     "embed": ("xbml.commands.embed", "write L2-normalised embeddings of a split to .npz"),
     "concatenate": ("xbml.commands.concatenate", "concatenate several models' embeddings of a split (4-fold protocol)"),
     "evaluate": ("xbml.commands.evaluate", "MAP@R, R-Precision, P@1, Recall@k from an embeddings file"),
+    "embed-evaluate": ("xbml.commands.embed_evaluate", "embed and evaluate several splits of a model in one process"),
     "version": ("xbml.commands.version", "version a dataset folder with DVC and push it to the remote"),
     "dvc-pipeline": ("xbml.commands.dvc_pipeline", "write the files DVC tracks for metrics and plots (metrics/<dataset>/)"),
     "aggregate": ("xbml.commands.aggregate", "collect per-run metrics into one table"),

@@ -1,7 +1,8 @@
 """Training configuration: explicit defaults, YAML files that may inherit, dotted overrides.
 
-Every key that exists is in DEFAULTS; anything else is rejected by name, so a
-typo (`xml.lamda`) can never silently fall back to a default.
+Every key that exists is in `defaults()`: DEFAULTS plus one block per registered regulariser
+(xbml.regularizers: `xml`, `xbm`, ...); anything else is rejected by name, so a typo
+(`xml.lamda`) can never silently fall back to a default.
 """
 
 from __future__ import annotations
@@ -57,28 +58,10 @@ DEFAULTS: dict[str, Any] = {
         "classes_per_batch": 16,
         "images_per_class": 4,
     },
-    "xml": {
-        # w in method.md: total = (1 - w) * base + w * prediction; 0 disables the regulariser
-        "weight": 0.0,
-        "num_prototypes": 32,
-        "assignment_scale": 10.0,
-        "ridge_lambda": 0.05,
-        "target": "class_proxy",
-        "prediction_loss": "proxy_softmax",
-        "proxy_scale": 9.5,
-        # which locations the prototypes see: "projected" (W_e x_i, the authors' pooling layer)
-        # or "backbone" (raw backbone locations by cosine; an ablation)
-        "features": "projected",
-        # compute the regulariser even at weight 0 (proves the paired-run property in tests)
-        "force_compute": False,
-    },
     "optim": {
         "name": "adamw",
         "lr": 1e-3,
         "weight_decay": 1e-4,
-        # learning rate of the XML parameters (prototypes, class vectors) relative to lr;
-        # 1 = the base learning rate, as the authors train them
-        "xml_lr_multiplier": 1.0,
         # learning rate of a proxy base loss's proxies (proxy_nca, proxy_anchor) relative to lr:
         # proxies are usually trained ~100x faster than the network (Proxy-Anchor's setting)
         "base_loss_lr_multiplier": 100.0,
@@ -105,6 +88,18 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
+#: keys that moved: the old name is refused with the new one
+MOVED = {("optim", "xml_lr_multiplier"): "xml.lr_multiplier"}
+
+
+def defaults() -> dict[str, Any]:
+    """DEFAULTS and the config block of every registered regulariser (its `weight`,
+    `lr_multiplier` and its own keys)."""
+    from xbml.regularizers import registered
+
+    return {**DEFAULTS, **{cls.name: cls.config_block() for cls in registered()}}
+
+
 # keys whose value is a free-form mapping passed on to a library
 FREE_FORM = {("loss", "params"), ("loss", "miner_params")}
 # keys that may be None or a value of a different type
@@ -121,6 +116,8 @@ def _check(cfg: dict, defaults: dict, prefix: tuple[str, ...] = ()) -> None:
     for key, value in cfg.items():
         where = prefix + (key,)
         dotted = ".".join(where)
+        if where in MOVED:
+            raise ConfigError(f"config key {dotted!r} is now {MOVED[where]!r}; rename it")
         if key not in defaults:
             valid = ", ".join(sorted(defaults))
             raise ConfigError(f"unknown config key {dotted!r}; valid keys here: {valid}")
@@ -213,9 +210,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         user = _load_file(Path(path))
     for text in overrides:
         user = merge(user, parse_override(text))
-    _coerce_scientific(user, DEFAULTS)
-    _check(user, DEFAULTS)
-    cfg = merge(DEFAULTS, user)
+    known = defaults()
+    _coerce_scientific(user, known)
+    _check(user, known)
+    cfg = merge(known, user)
     validate_values(cfg)
     return cfg
 
@@ -256,14 +254,8 @@ INTERVALS: dict[tuple[str, ...], Interval] = {
     ("model", "embedding_dim"): AT_LEAST_ONE,
     ("sampler", "classes_per_batch"): Interval(2),
     ("sampler", "images_per_class"): Interval(2),
-    ("xml", "weight"): Interval(0, 1),
-    ("xml", "num_prototypes"): AT_LEAST_ONE,
-    ("xml", "assignment_scale"): POSITIVE,
-    ("xml", "ridge_lambda"): POSITIVE,
-    ("xml", "proxy_scale"): POSITIVE,
     ("optim", "lr"): POSITIVE,
     ("optim", "weight_decay"): NON_NEGATIVE,
-    ("optim", "xml_lr_multiplier"): POSITIVE,
     ("optim", "base_loss_lr_multiplier"): POSITIVE,
     ("optim", "warmup_iterations"): NON_NEGATIVE,
     ("optim", "final_lr_fraction"): Interval(0, 1),
@@ -282,17 +274,12 @@ SCHEDULES = ("constant", "cosine", "exponential")
 def _choices() -> dict[tuple[str, ...], tuple]:
     """The domain of every enumerated key; component names come from their registries."""
     from xbml.losses.base_losses import loss_names, miner_names
-    from xbml.losses.cross_batch import PREDICTION_LOSSES, TARGETS
     from xbml.models.backbones import BACKBONES
-    from xbml.models.prototype_pooling import FEATURES
 
     return {
         ("model", "backbone"): tuple(BACKBONES.names()),
         ("loss", "name"): tuple(loss_names()),
         ("loss", "miner"): (None, "none", "auto", *miner_names()),
-        ("xml", "target"): TARGETS,
-        ("xml", "prediction_loss"): PREDICTION_LOSSES,
-        ("xml", "features"): FEATURES,
         ("optim", "name"): OPTIMIZERS,
         ("optim", "schedule"): SCHEDULES,
         ("data", "image_source"): ("auto", "store", "original"),
@@ -308,13 +295,33 @@ def _get(cfg: dict, key: tuple[str, ...]):
     return cfg
 
 
+def _domains() -> tuple[dict, dict]:
+    """(INTERVALS, _choices()) with every registered regulariser's block added."""
+    from xbml.regularizers import registered
+
+    intervals, choices = dict(INTERVALS), _choices()
+    for cls in registered():
+        own_intervals, own_choices = cls.domains()
+        intervals.update({(cls.name, k): v for k, v in own_intervals.items()})
+        choices.update({(cls.name, k): v for k, v in own_choices.items()})
+    return intervals, choices
+
+
 def validate_values(cfg: dict) -> None:
     """Every value inside its domain, or a ConfigError naming the key, the value and the fix."""
-    for key, domain in INTERVALS.items():
+    from xbml.regularizers import registered
+
+    intervals, choices = _domains()
+    nullable = {(cls.name, key) for cls in registered() for key in cls.nullable}
+    for key, domain in intervals.items():
         value = _get(cfg, key)
+        if key in nullable and value is None:
+            continue
         if value not in domain:
             raise ConfigError(f"config key {'.'.join(key)!r} is {value!r}; it must be a finite number in {domain}")
-    for key, valid in _choices().items():
+    for cls in registered():
+        cls.check(cfg)
+    for key, valid in choices.items():
         value = _get(cfg, key)
         # by type as well as value: `train.amp: 1` is not `true`
         if not any(type(value) is type(v) and value == v for v in valid):

@@ -60,6 +60,42 @@ def compute_embeddings(
     return torch.cat(out).numpy().astype(np.float32, copy=False)
 
 
+class Embedder:
+    """A trained model on its device, ready to embed splits of its prepared dataset (or of
+    `prepared`): `xbml embed` and `xbml embed-evaluate` load it once for every split."""
+
+    def __init__(self, model_path: str | Path, device: str = "auto", prepared: str | Path | None = None):
+        from xbml.datasets.manifest import read_manifest
+        from xbml.training.device import select_device, use_bf16, use_channels_last
+
+        self.model, blob = load_trained_model(model_path)
+        self.cfg = blob["config"]
+        self.device = select_device(device)
+        self.manifest = read_manifest(prepared or self.cfg["data"]["prepared"])
+        self.channels_last = use_channels_last(self.cfg["train"]["channels_last"], self.device)
+        self.bf16 = use_bf16(self.cfg["train"]["amp"], self.device)
+        self.model.to(self.device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def write(self, split: str, out: str | Path, batch_size: int | None = None, progress: bool = True) -> tuple[int, int]:
+        """Embed `split` into the embeddings file `out`; (items, dimensions)."""
+        from xbml.evaluation.embeddings_file import save_embeddings
+
+        dataset = split_dataset(self.manifest, split, self.cfg["data"])
+        emb = compute_embeddings(
+            self.model, dataset, batch_size or self.cfg["eval"]["batch_size"], self.device,
+            workers=self.cfg["data"]["workers"], channels_last=self.channels_last, bf16=self.bf16, progress=progress,
+        )
+        roles = self.manifest.roles[dataset.rows]
+        query = gallery = None
+        if (roles != "both").any():
+            query, gallery = roles == "query", roles == "gallery"
+        save_embeddings(out, emb, dataset.targets.astype(np.int64), query=query, gallery=gallery,
+                        rows=dataset.rows.astype(np.int64))
+        return int(emb.shape[0]), int(emb.shape[1])
+
+
 def load_trained_model(path: str | Path):
     """(model, file contents) from a `model.pt` written by `xbml train`."""
     path = Path(path)

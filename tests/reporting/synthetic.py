@@ -27,13 +27,15 @@ def metric_values(seed: int, split: str, effect: float, wiggle: float) -> dict[s
 
 
 def xml_summary(learned: bool = True, ratio: float = 0.87, num_classes: int = NUM_CLASSES) -> dict:
+    """XML's block of train_summary.json's "regularizers", as xbml.regularizers.summarise writes it."""
     chance = math.log(num_classes)
-    final = ratio * chance
     return {
-        "prediction_loss": "proxy_softmax", "num_classes": num_classes, "chance_loss": chance,
-        "final_loss_xml": final, "ratio_to_chance": ratio, "learned": learned, "num_prototypes": NUM_PROTOTYPES,
-        "max_entropy": math.log(NUM_PROTOTYPES), "final_assign_entropy": 1.1, "final_effective_prototypes": 9.5,
-        "window_iterations": 10,
+        "label": "XML prediction loss", "weight": 0.3, "chance_loss": chance, "final_loss": ratio * chance,
+        "ratio_to_chance": ratio, "learned": learned, "window_iterations": 10,
+        "diagnostics": {"assign_entropy": {"label": "assignment entropy (nats)", "value": 1.1},
+                        "effective_prototypes": {"label": "effective prototypes", "value": 9.5}},
+        "facts": {"prediction_loss": "proxy_softmax", "features": "projected", "num_classes": num_classes,
+                  "num_prototypes": NUM_PROTOTYPES, "max_entropy": math.log(NUM_PROTOTYPES)},
     }
 
 
@@ -55,8 +57,8 @@ def write_tree(base: Path, methods: dict | None = None, seeds=(0, 1, 2), splits=
     """A workflow config and results/syn/<run>/seed<s>/ with metrics files, summaries and logs
     (a validation log too when "val" is a split).
 
-    `summaries` maps a run name to the value of train_summary.json's "xml" key for all its
-    seeds (a dict, None for a baseline, or the string "absent" for an old summary without it);
+    `summaries` maps a run name to XML's block in train_summary.json's "regularizers" for all its
+    seeds (a dict, None for a baseline, or the string "absent" for a summary without it);
     runs not named get a learned summary when they use XML and None otherwise. `effects` maps a
     run name to (effect, wiggle) of its metrics over the baseline's; by default run k of the
     config is 0.01 * k better, +-0.0005 by seed.
@@ -73,6 +75,11 @@ def write_tree(base: Path, methods: dict | None = None, seeds=(0, 1, 2), splits=
         "methods": methods, "baseline": "baseline", "seeds": list(seeds), "eval_splits": list(splits),
         "report": {"retrieval_queries": 0, "tsne_classes": 0, **(report or {})},
     }
+    others = [r.name for r in expand_runs(validate_config({**workflow, "report": {}}), check=False)
+              if r.method != "baseline"]
+    if len(dict.fromkeys(others)) > 1 and "primary" not in workflow["report"]:
+        # a config with several runs must declare its question: the first run's test MAP@R here
+        workflow["report"]["primary"] = {"run": others[0], "metric": "map_at_r", "split": "test"}
     config_path = base / "config.yaml"
     config_path.write_text(yaml.safe_dump(workflow, sort_keys=False))
     results = base / "results"
@@ -87,9 +94,11 @@ def write_tree(base: Path, methods: dict | None = None, seeds=(0, 1, 2), splits=
             (folder / f"metrics_{split}.json").write_text(json.dumps(values))
         uses_xml = any(o.startswith("xml.weight=") and float(o.split("=")[1]) > 0 for o in run.overrides)
         xml = summaries.get(run.name, xml_summary() if uses_xml else None)
-        summary = {"iterations": 100, "selected_iteration": 80, "wall_time_s_this_process": 3.0}
-        if xml != "absent":
-            summary["xml"] = xml
+        summary = {"iterations": 100, "selected_iteration": 80, "wall_time_s_this_process": 3.0, "regularizers": {}}
+        if isinstance(xml, dict):
+            summary["regularizers"]["xml"] = xml
+        elif xml == "absent":
+            del summary["regularizers"]
         (folder / "train_summary.json").write_text(json.dumps(summary))
         ratio = xml["ratio_to_chance"] if isinstance(xml, dict) and xml.get("ratio_to_chance") else 1.0
         lines = [json.dumps(r) for r in train_log(uses_xml, ratio)]

@@ -29,6 +29,7 @@ import yaml
 from synthetic import DATASET, write_tree
 
 from conftest import PYTHON, ROOT, make_blob_dataset
+from xbml.metric_names import TESTED_METRICS
 from xbml.reporting.results import METRICS
 
 SEEDS = [0, 1, 2]
@@ -262,7 +263,7 @@ def test_report_writes_every_figure_and_shows_or_explains_each(reports):
 
     expected_drawn = {
         "syn": {"metrics_test.png", "metrics_val.png", "paired_differences.png", "sweeps.png", "training_curves.png",
-                "validation_curves.png", "xml_prediction_loss.png"},
+                "validation_curves.png", "regularizer_losses.png"},
         "solo": {"metrics_test.png", "metrics_val.png", "training_curves.png", "validation_curves.png"},
     }
     for name, drawn in expected_drawn.items():
@@ -280,7 +281,8 @@ def test_report_writes_every_figure_and_shows_or_explains_each(reports):
         assert "<script" not in text  # self-contained and static
     solo = _not_drawn(reports["solo"]["html"].read_text())
     assert solo["sweeps.png"] == "no method of the workflow config sweeps a hyper-parameter"
-    assert solo["xml_prediction_loss.png"] == solo["prototype_maps.png"] == "no run of this report trains with XML"
+    assert solo["regularizer_losses.png"] == "no run of this report trains with a regulariser"
+    assert solo["prototype_maps.png"] == "no run of this report trains with XML"
     assert solo["paired_differences.png"] == "only one run, 'baseline': nothing to compare"
     assert _not_drawn(reports["syn"]["html"].read_text())["prototype_maps.png"].startswith("cannot draw: ")
 
@@ -302,7 +304,7 @@ def test_figure_captions_come_from_the_workflow_caption_files(reports):
     curves = _figcaption(text, "training_curves.png")
     assert "<code>loss</code> is the optimised total" in curves and "<code>loss_xml</code>" in curves
     assert "<strong>test classes</strong>" in _figcaption(text, "metrics_test.png")
-    assert "of syn over" in _figcaption(text, "xml_prediction_loss.png")  # {{ snakemake.wildcards.dataset }}
+    assert "of syn over training" in _figcaption(text, "regularizer_losses.png")  # {{ snakemake.wildcards.dataset }}
     assert "{{" not in text and "Placeholders" not in text and "Caption of" not in text  # the .rst comments
     for name in ("metrics_test.png", "sweeps.png", "training_curves.png"):
         rst = (ROOT / "workflow" / "report" / name.replace(".png", ".rst")).read_text()
@@ -366,10 +368,14 @@ def test_report_states_each_comparison_with_the_statistics_of_the_csv(tree, repo
     def per(r, split, metric):
         return {int(s): v for s, v in df[(df.run == r) & (df.split == split)][["seed", metric]].values}
 
-    # one Holm family per split: every run x metric of that split
+    # the declared primary comparison (synthetic.write_tree: the first run's test MAP@R) is a family of its
+    # own; every other tested run x metric is exploratory, one Holm family per split
+    primary = ("xml", "test", "map_at_r")
+    assert config["report"]["primary"] == {"run": "xml", "metric": "map_at_r", "split": "test"}
     family = holm_adjust([compare(run, "baseline", m, split, per(run, split, m), per("baseline", split, m),
-                                  config["report"]["confidence"])
-                          for run in others for split in ("test", "val") for m, _ in METRICS])
+                                  config["report"]["confidence"],
+                                  family="primary" if (run, split, m) == primary else "exploratory")
+                          for run in others for split in ("test", "val") for m in TESTED_METRICS])
     by_key = {(c.method, c.split, c.metric): c for c in family}
 
     def stats(run, split="test", metric="map_at_r"):
@@ -387,15 +393,15 @@ def test_report_states_each_comparison_with_the_statistics_of_the_csv(tree, repo
         assert (float(a["data-low"]), float(a["data-high"])) == pytest.approx((c.ci_low, c.ci_high), abs=1e-12)
         assert describe(c, "test MAP@R") in text
         assert f"{c.mean:+.3f}" in text and "over 3 seeds" in text and "exact sign-flip test p" in text
-        # 3 seeds: the exact test cannot go below 2/2^3 = 0.25, so nothing is significant, and the page says why
-        assert c.verdict == "not significant" and a["data-verdict"] == "not significant"
-        assert "not significant" in text and "with 3 seeds the smallest possible p is 2/2^3 = 0.25" in text
+        # 3 seeds: the exact test cannot go below 2/2^3 = 0.25, so nothing is shown either way, and the page says why
+        assert c.verdict == "inconclusive" and a["data-verdict"] == "inconclusive"
+        assert "inconclusive" in text and "with 3 seeds the smallest possible p is 2/2^3 = 0.25" in text
     assert "Setting selected on validation MAP@R" in findings[chosen]
     # the comparison tables: per-seed differences and their statistics, for every run and metric
     for split in ("test", "val"):
         rows = page.tables[f"comparison-{split}"]
         header = [t for _, t in rows[0]]
-        assert header[2:5] == [f"\u0394 seed {s}" for s in SEEDS]
+        assert header[2] == "family" and header[3:6] == [f"\u0394 seed {s}" for s in SEEDS]
         for row in rows[1:]:
             cells = dict(zip(header, [t for _, t in row]))
             attrs = next(a for a, _ in row if "data-mean" in a)
@@ -406,7 +412,7 @@ def test_report_states_each_comparison_with_the_statistics_of_the_csv(tree, repo
             assert cells[f"{level}% t interval"] == f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
             assert cells["exact sign-flip test p"] == f"{c.p_value:.3f}"
             assert cells["Holm-adjusted p"] == f"{c.p_adjusted:.3f}"
-            assert cells["verdict"] == c.verdict
+            assert cells["verdict"] == c.verdict and cells["family"] == c.family
     comparisons = pd.read_csv(reports["syn"]["html"].parent / "comparisons.csv")
     assert len(comparisons) == len(family)
     for row in comparisons.itertuples(index=False):
@@ -427,10 +433,10 @@ def test_report_environment_and_sections(tree, reports):
 
     text = reports["syn"]["html"].read_text()
     page = _page(reports["syn"]["html"])
-    assert {"summary", "xml", "xml-diagnostics", "results", "comparison", "sweeps", "training", "pictures",
-            "not-drawn", "environment", "data"} <= page.ids
-    xml_runs = re.findall(r'<ul class="xml-diagnostics" id="xml-diagnostics">(.*?)</ul>', text, re.S)[0]
-    assert re.findall(r'<li data-run="([^"]+)">', xml_runs) == _run_names(tree["syn"]["config"])[1:]
+    assert {"summary", "primary", "regularizers", "regularizer-diagnostics", "results", "comparison", "sweeps",
+            "training", "pictures", "not-drawn", "environment", "data"} <= page.ids
+    xml_runs = re.findall(r'<ul class="regularizer-diagnostics" id="regularizer-diagnostics">(.*?)</ul>', text, re.S)[0]
+    assert re.findall(r'<li data-run="([^"]+)" data-regularizer="xml">', xml_runs) == _run_names(tree["syn"]["config"])[1:]
     assert "0123456789abcdef0123456789abcdef.dir" in text  # the DVC hash of the data
     libraries = {t[0][1].strip(): t[1][1].strip() for t in page.tables["libraries"][1:]}
     for lib in ("torch", "torchvision", "faiss", "pytorch-metric-learning", "numpy", "snakemake", "dvc"):
@@ -450,7 +456,7 @@ def test_report_environment_and_sections(tree, reports):
 def test_report_of_a_baseline_only_dataset(reports):
     page = _page(reports["solo"]["html"])
     text = reports["solo"]["html"].read_text()
-    assert "comparison" not in page.ids and "sweeps" not in page.ids and "xml" not in page.ids
+    assert "comparison" not in page.ids and "sweeps" not in page.ids and "regularizers" not in page.ids
     assert not page.findings
     assert "Only one method, <b>baseline</b>, was run: there is nothing to compare it with." in text
     assert not pd.read_csv(reports["solo"]["html"].parent / "comparisons.csv").shape[0]

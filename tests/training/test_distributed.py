@@ -182,7 +182,7 @@ def test_two_processes_average_the_gradients_of_different_batches(tmp_path):
     ref = _reference_two_rank_steps(cfg, tmp_path / "ref", iterations=2)
     _assert_close(ddp["state_dict"], {k: v.detach() for k, v in ref.objective.model.state_dict().items()},
                   "model after 2 DDP steps vs mean-gradient reference")
-    _assert_close(ddp["xml_state"], {k: v.detach() for k, v in ref.objective.regularizer.state_dict().items()},
+    _assert_close(ddp["regularizer_state"]["xml"], ref.objective.regularizers["xml"].picture_state(),
                   "XML parameters after 2 DDP steps vs mean-gradient reference")
 
     # and it is not what one process training on batches 0, 1 alone ends with
@@ -221,5 +221,6 @@ def test_a_killed_torchrun_job_resumes_from_its_checkpoint(tmp_path):
     assert f"resumed from {ckpt} at iteration {killed_at}" in out.stderr
     straight, resumed = _blob(tmp_path / "straight/model.pt"), _blob(tmp_path / "killed/model.pt")
     _assert_same(straight["state_dict"], resumed["state_dict"], "resumed DDP run vs uninterrupted DDP run")
-    _assert_same(straight["xml_state"], resumed["xml_state"], "resumed DDP run vs uninterrupted DDP run (XML)")
+    _assert_same(straight["regularizer_state"]["xml"], resumed["regularizer_state"]["xml"],
+                 "resumed DDP run vs uninterrupted DDP run (XML)")
     assert len((tmp_path / "killed/train_log.jsonl").read_text().splitlines()) == iterations

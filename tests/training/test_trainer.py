@@ -168,8 +168,8 @@ def test_nan_loss_stops_with_the_iteration_and_keeps_the_last_good_checkpoint(bl
     trainer = Trainer(cfg, tmp_path / "run")
     original = trainer.objective.forward
 
-    def poisoned(images, labels, split):
-        terms = original(images, labels, split)
+    def poisoned(images, labels, split, iteration=0):
+        terms = original(images, labels, split, iteration)
         if trainer.iteration == 6:  # the 7th step diverges
             terms["loss"] = terms["loss"] * float("nan")
         return terms

@@ -24,7 +24,7 @@ def test_the_authors_formulation_drives_the_prediction_loss_below_chance(tmp_pat
         "train.threads=2",  # a fixed thread count: the same float sums, so the same trajectory, run to run
     ]
     train(load_config(None, overrides), tmp_path / "run")
-    summary = json.loads((tmp_path / "run/train_summary.json").read_text())["xml"]
+    summary = json.loads((tmp_path / "run/train_summary.json").read_text())["regularizers"]["xml"]
     assert summary["chance_loss"] == math.log(110)  # 110 training classes
     assert summary["window_iterations"] == 80
     assert summary["ratio_to_chance"] < 0.9 and summary["learned"] is True, summary
@@ -32,5 +32,7 @@ def test_the_authors_formulation_drives_the_prediction_loss_below_chance(tmp_pat
     first = sum(r["loss_xml"] for r in records[:40]) / 40
     assert first > 0.95 * summary["chance_loss"]  # it started at chance and learned from there
     assert all(r["xml_chance"] == summary["chance_loss"] for r in records)
-    assert 0 < summary["final_assign_entropy"] < summary["max_entropy"] == math.log(32)
-    assert 1 <= summary["final_effective_prototypes"] <= 32
+    assert summary["label"] == "XML prediction loss" and summary["weight"] == 0.5
+    diagnostics = {k: d["value"] for k, d in summary["diagnostics"].items()}
+    assert 0 < diagnostics["assign_entropy"] < summary["facts"]["max_entropy"] == math.log(32)
+    assert 1 <= diagnostics["effective_prototypes"] <= 32

@@ -3,6 +3,7 @@
 # Threads and resources come from profiles (workflow/profiles/, slurm/), never from here.
 
 import copy
+import os
 import shlex
 from pathlib import Path
 
@@ -19,24 +20,29 @@ validate(config, "../schemas/config.schema.yaml")
 
 from xbml.errors import XbmlError
 from xbml.workflow.plan import (
-    EVALUATED_PATTERN,
+    CONCATENATED_PATTERN,
     MODEL_PATTERN,
     RUN_NAME_PATTERN,
     expand_runs,
     launcher,
+    primary_comparisons,
     validate_config,
 )
 
 try:
     CONFIG = validate_config(config)
     RUNS = expand_runs(CONFIG)
+    primary_comparisons(CONFIG)  # declared before any job runs, or refused now
 except XbmlError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 
 # aggregate and report re-read the config: hand them the file this run was started with
 CONFIG_PATH = str((workflow.overwrite_configfiles or ["config/config.yaml"])[-1])
+# the captions of the report's figures; relative, so that moving the checkout changes no input
+CAPTIONS = os.path.relpath(Path(workflow.basedir) / "report")
 DATASETS = list(CONFIG["datasets"])
 SPLITS = CONFIG["eval_splits"]
+SPLIT_WORDS = " ".join(shlex.quote(s) for s in SPLITS)
 
 
 wildcard_constraints:
@@ -76,6 +82,11 @@ def find_unit(wildcards):
     raise WorkflowError(
         f"no run {wildcards.run} seed {wildcards.seed} for {wildcards.dataset} in the config"
     )
+
+
+def split_files(pattern):
+    """One path per evaluated split; the other wildcards stay wildcards."""
+    return [pattern.replace("{split}", split) for split in SPLITS]
 
 
 def dataset_cfg(wildcards):
@@ -131,6 +142,29 @@ def curves_of(dataset):
         for model in r.models
         for kind in ("train", "val")
     ]
+
+
+def report_inputs(wildcards):
+    """Every file `xbml report` opens: the table, the data version, each model's summary, logs, model
+    and test embeddings (pictures), the prepared images, the config, the captions, and the benchmark
+    files of the jobs before it (the page's cost table)."""
+    dataset = wildcards.dataset
+    runs = runs_of(dataset)
+    folders = [f for r in runs for f in r.model_folders]
+    files = ("run.json", "train_summary.json", "train_log.jsonl", "val_log.jsonl", "model.pt")
+    bench = f"results/{dataset}/benchmarks"
+    models = [(r.name, m) for r in runs for m in r.models]
+    return {
+        "metrics": f"results/{dataset}/metrics.csv",
+        "version": f"results/{dataset}/data_version.json",
+        "runs": [f"{folder}/{name}" for folder in folders for name in files],
+        "embeddings": [f"{f}/embeddings_test.npz" for f in folders] if "test" in SPLITS else [],
+        "prepared": f"data/prepared/{dataset}",
+        "config": CONFIG_PATH,
+        "captions": sorted(str(p) for p in Path(CAPTIONS).glob("*.rst")),
+        "benchmarks": [f"{bench}/fetch.tsv"]
+        + [f"{bench}/{rule}/{run}/{model}.tsv" for rule in ("train", "embed_evaluate") for run, model in models],
+    }
 
 
 def dataset_targets(dataset):

@@ -1,6 +1,29 @@
-# FAISS evaluation of each run's embeddings, then one table per dataset.
+# Embedding extraction and FAISS evaluation of each model, then one table per dataset.
 
 
+# one process per model embeds and evaluates every split: torch, faiss and the model load once
+# (four processes per model before, each paying for the imports)
+rule embed_evaluate:
+    input:
+        "results/{dataset}/{run}/{model}/model.pt",
+    output:
+        embeddings=split_files("results/{dataset}/{run}/{model}/embeddings_{split}.npz"),
+        metrics=split_files("results/{dataset}/{run}/{model}/metrics_{split}.json"),
+    log:
+        "logs/{dataset}/embed_evaluate/{run}/{model}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/embed_evaluate/{run}/{model}.tsv"
+    conda:
+        "../../environment.yml"
+    params:
+        splits=SPLIT_WORDS,
+        out=subpath(input[0], parent=True),
+    shell:
+        "python -m xbml embed-evaluate --model {input:q} --split {params.splits} --threads {threads} "
+        "--no-progress --out-dir {params.out:q} > {log:q} 2>&1"
+
+
+# the fold models' concatenated test embeddings (mlrc_4fold, below)
 rule evaluate:
     input:
         "results/{dataset}/{run}/{model}/embeddings_{split}.npz",
@@ -11,7 +34,7 @@ rule evaluate:
     benchmark:
         "results/{dataset}/benchmarks/evaluate/{run}/{model}_{split}.tsv"
     wildcard_constraints:
-        model=EVALUATED_PATTERN,
+        model=CONCATENATED_PATTERN,
     conda:
         "../../environment.yml"
     shell:
@@ -72,7 +95,7 @@ rule dvc_curves:
 
 rule dvc_metrics:
     input:
-        metrics=lambda wc: metrics_of(wc.dataset),
+        metrics="results/{dataset}/metrics.csv",
         curves=lambda wc: curves_of(wc.dataset),
     output:
         metrics="metrics/{dataset}/metrics.json",
@@ -86,7 +109,7 @@ rule dvc_metrics:
         out=subpath(output.metrics, parent=True),
     shell:
         "python -m xbml dvc-pipeline --config {params.config:q} --dataset {wildcards.dataset:q} "
-        "--out {params.out:q} > {log:q} 2>&1"
+        "--metrics {input.metrics:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 # a second of CPU each: not worth a cluster job (report.smk lists the other local rules)

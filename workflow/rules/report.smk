@@ -1,7 +1,5 @@
 # The seaborn/HTML report of a dataset (reports/<dataset>/), also shown by `snakemake --report`.
 
-import os
-
 from xbml.reporting.figures import FIGURES
 
 
@@ -9,8 +7,7 @@ from xbml.reporting.figures import FIGURES
 # apply), so `snakemake --report` holds them all, captioned by the same .rst files as the page
 rule report:
     input:
-        metrics="results/{dataset}/metrics.csv",
-        version="results/{dataset}/data_version.json",
+        unpack(report_inputs),
     output:
         **{
             Path(name).stem: report(
@@ -46,12 +43,11 @@ rule report:
     conda:
         "../../environment.yml"
     params:
-        config=CONFIG_PATH,
-        # relative, so that moving the checkout does not change the params and rerun the report
-        captions=os.path.relpath(Path(workflow.basedir) / "report"),
+        captions=CAPTIONS,
     shell:
-        "python -m xbml report --config {params.config:q} --dataset {wildcards.dataset:q} "
-        "--metrics {input.metrics:q} --captions {params.captions:q} --out {output.html:q} > {log:q} 2>&1"
+        "python -m xbml report --config {input.config:q} --dataset {wildcards.dataset:q} "
+        "--metrics {input.metrics:q} --prepared {input.prepared:q} --captions {params.captions:q} "
+        "--out {output.html:q} > {log:q} 2>&1"
 
 
 # cheap, or (fetch) needing the internet that cluster compute nodes often lack

@@ -27,18 +27,3 @@ rule train:
         "{params.launcher} -m xbml train --config {params.config:q} {params.overrides} "
         "--threads {threads} --out {params.out:q} > {log:q} 2>&1"
 
-
-rule embed:
-    input:
-        "results/{dataset}/{run}/{model}/model.pt",
-    output:
-        "results/{dataset}/{run}/{model}/embeddings_{split}.npz",
-    log:
-        "logs/{dataset}/embed/{run}/{model}_{split}.log",
-    benchmark:
-        "results/{dataset}/benchmarks/embed/{run}/{model}_{split}.tsv"
-    conda:
-        "../../environment.yml"
-    shell:
-        "python -m xbml embed --model {input:q} --split {wildcards.split:q} --threads {threads} "
-        "--no-progress --out {output:q} > {log:q} 2>&1"

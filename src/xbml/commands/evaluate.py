@@ -11,6 +11,8 @@ reference of its class.
 
 from __future__ import annotations
 
+from xbml.metric_names import RECALL_KS
+
 
 def _positive_int(text: str) -> int:
     import argparse
@@ -38,13 +40,14 @@ def add_arguments(p) -> None:
         "--recall-at",
         type=_positive_int,
         nargs="+",
-        default=[1, 2, 4, 8],
+        default=list(RECALL_KS),
         metavar="K",
         help="k values of Recall@k (default: 1 2 4 8)",
     )
 
 
-def run(args) -> int:
+def evaluate_file(embeddings, out, chunk_size=None, threads=None, recall_at=RECALL_KS) -> dict:
+    """The retrieval metrics of an embeddings file, written to the JSON file `out`."""
     import logging
     import math
     import os
@@ -55,23 +58,23 @@ def run(args) -> int:
     from xbml.evaluation.retrieval_metrics import retrieval_metrics
 
     log = logging.getLogger("xbml.evaluate")
-    ef = load_embeddings(args.embeddings)
+    ef = load_embeddings(embeddings)
     try:
         metrics = retrieval_metrics(
             ef.embeddings,
             ef.labels,
             query_mask=ef.query,
             gallery_mask=ef.gallery,
-            ks=tuple(args.recall_at),
-            chunk_size=args.chunk_size,
-            threads=args.threads,
+            ks=tuple(recall_at),
+            chunk_size=chunk_size,
+            threads=threads,
             refuse_trivial=True,
         )
     except DataError as exc:
-        raise DataError(f"{args.embeddings}: {exc}") from None
+        raise DataError(f"{embeddings}: {exc}") from None
     assert all(not isinstance(v, float) or math.isfinite(v) for v in metrics.values())
-    metrics["embeddings_file"] = os.fspath(args.embeddings)
-    write_json(args.out, metrics)
+    metrics["embeddings_file"] = os.fspath(embeddings)
+    write_json(out, metrics)
     log.info(
         "MAP@R %.4f  R-Precision %.4f  P@1 %.4f  (%d queries, %s, %.1f s) -> %s",
         metrics["map_at_r"],
@@ -80,6 +83,11 @@ def run(args) -> int:
         metrics["num_queries"],
         metrics["protocol"],
         metrics["seconds"],
-        args.out,
+        out,
     )
+    return metrics
+
+
+def run(args) -> int:
+    evaluate_file(args.embeddings, args.out, args.chunk_size, args.threads, args.recall_at)
     return 0

@@ -47,10 +47,11 @@ import time
 import numpy as np
 
 from xbml.errors import DataError
+from xbml.metric_names import RANK_METRICS, RECALL_KS, recall_name
 
 log = logging.getLogger(__name__)
 
-METRIC_KEYS = ("map_at_r", "r_precision", "precision_at_1")
+METRIC_KEYS = RANK_METRICS
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -106,7 +107,7 @@ def retrieval_metrics(
     labels,
     query_mask=None,
     gallery_mask=None,
-    ks=(1, 2, 4, 8),
+    ks=RECALL_KS,
     chunk_size: int | None = None,
     threads: int | None = None,
     refuse_trivial: bool = False,
@@ -195,7 +196,7 @@ def retrieval_metrics(
     sums = _score(nn, q_codes, ref_codes, r, ks)
     scored = int((r > 0).sum())
     out: dict = {}
-    for key in METRIC_KEYS + tuple(f"recall_at_{kk}" for kk in ks):
+    for key in METRIC_KEYS + tuple(recall_name(kk) for kk in ks):
         out[key] = float(sums[key] / scored) if scored else float("nan")
     if not scored:
         log.warning("no query has another item of its class among the references: metrics are NaN")
@@ -215,7 +216,7 @@ def retrieval_metrics(
 def _score(nn: np.ndarray, q_codes: np.ndarray, ref_codes: np.ndarray, r: np.ndarray, ks, chunk: int = 8192) -> dict:
     """Per-metric sums over the non-lone queries, computed in chunks of queries."""
     k = nn.shape[1]
-    sums = dict.fromkeys(METRIC_KEYS + tuple(f"recall_at_{kk}" for kk in ks), 0.0)
+    sums = dict.fromkeys(METRIC_KEYS + tuple(recall_name(kk) for kk in ks), 0.0)
     if k == 0:
         return sums
     ranks = np.arange(1, k + 1, dtype=np.float64)
@@ -235,5 +236,5 @@ def _score(nn: np.ndarray, q_codes: np.ndarray, ref_codes: np.ndarray, r: np.nda
         sums["precision_at_1"] += float(hit[:, 0].sum())
         first_hit = np.where(hit.any(axis=1), hit.argmax(axis=1), k)  # rank-1 of the first relevant item
         for kk in ks:
-            sums[f"recall_at_{kk}"] += float((first_hit < kk).sum())
+            sums[recall_name(kk)] += float((first_hit < kk).sum())
     return sums

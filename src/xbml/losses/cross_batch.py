@@ -159,21 +159,3 @@ class CrossBatchRegularizer(nn.Module):
             with torch.no_grad():
                 diagnostics = entropy(assignments).mean(), entropy(histograms.mean(dim=0)).exp()
         return XmlTerms(loss, *diagnostics)
-
-def build_regularizer(xml_cfg: dict, feature_dim: int, embedding_dim: int, num_classes: int, seed: int) -> CrossBatchRegularizer:
-    # its own generator: creating XML parameters must not move the global RNG, so a
-    # baseline and an XML run with the same seed start from the same network
-    generator = torch.Generator().manual_seed(seed + 7919)
-    return CrossBatchRegularizer(
-        feature_dim=feature_dim,
-        embedding_dim=embedding_dim,
-        num_classes=num_classes,
-        num_prototypes=xml_cfg["num_prototypes"],
-        assignment_scale=xml_cfg["assignment_scale"],
-        ridge_lambda=xml_cfg["ridge_lambda"],
-        target=xml_cfg["target"],
-        prediction_loss=xml_cfg["prediction_loss"],
-        proxy_scale=xml_cfg["proxy_scale"],
-        features=xml_cfg["features"],
-        generator=generator,
-    )

@@ -1,7 +1,7 @@
 """Reporting: the metrics table, paired statistics, seaborn figures, pictures and the HTML page.
 
 One concept per module: `results` (reading a results tree), `tables`, `statistics`
-(exact sign-flip tests, t intervals, Holm), `xml_diagnostics` (did the regulariser
+(exact sign-flip tests, TOST, t intervals, Holm), `regularizer_diagnostics` (did each regulariser
 learn), `analysis` (every number and choice of a report, computed once), `captions` (the
 workflow's report/*.rst as HTML), `figures` (the PNG files a report writes, so a workflow can
 declare them up front, and the charts), `picture_figures` (retrieval, t-SNE, prototypes),

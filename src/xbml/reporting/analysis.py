@@ -15,14 +15,14 @@ from pathlib import Path
 import pandas as pd
 
 from xbml.errors import XbmlError
-from xbml.reporting import convergence, xml_diagnostics
-from xbml.reporting.figures import runs_xml
+from xbml.metric_names import RANK_METRICS, TESTED_METRICS
+from xbml.reporting import convergence, regularizer_diagnostics
 from xbml.reporting.results import METRICS, PRIMARY, SPLIT_LABELS, dataset_runs, read_logs, read_train_summary, run_folder, run_names
-from xbml.reporting.statistics import PairedComparison, compare, holm_adjust
+from xbml.reporting.statistics import EXPLORATORY_FAMILY, PRIMARY_FAMILY, PairedComparison, compare, holm_adjust
 from xbml.reporting.tables import ALLOW_MISSING_HINT, Gap, per_seed, read_metrics_table, table_gaps
-from xbml.workflow.plan import Run, load_workflow_config
+from xbml.workflow.plan import PrimaryComparison, Run, load_workflow_config, primary_comparisons
 
-MAIN_METRICS = ("map_at_r", "r_precision", "precision_at_1")
+MAIN_METRICS = RANK_METRICS
 
 
 @dataclass(frozen=True)
@@ -64,14 +64,15 @@ class Analysis:
     device: str
     gaps: list[Gap]  # planned seeds without metrics, reported only with --allow-missing
     summaries: dict[tuple[str, int], dict]  # train_summary.json of each (run, seed), {} when absent
-    comparisons: list[PairedComparison] = field(default_factory=list)
+    primary: list[PrimaryComparison] = field(default_factory=list)  # declared before the run (report.primary)
+    comparisons: list[PairedComparison] = field(default_factory=list)  # primary ones first
     selected: dict[str, str] = field(default_factory=dict)  # swept method -> run chosen on validation
     headline: list[tuple[str, str]] = field(default_factory=list)  # (run, how it was chosen) per method
-    xml: list[xml_diagnostics.RunDiagnostics] = field(default_factory=list)  # XML runs, in run order
+    regularizers: list[regularizer_diagnostics.RunDiagnostics] = field(default_factory=list)  # per run x regulariser
     sweeps: list[Sweep] = field(default_factory=list)
     train_logs: pd.DataFrame = field(default_factory=pd.DataFrame)  # train_log.jsonl rows + run, seed
     val_logs: pd.DataFrame = field(default_factory=pd.DataFrame)  # val_log.jsonl rows + run, seed
-    chance: dict[str, float] = field(default_factory=dict)  # ln C of each XML run, where known
+    chance: dict[tuple[str, str], float] = field(default_factory=dict)  # (run, regulariser) -> chance level
     convergence: list[convergence.LastThird] = field(default_factory=list)  # validation gain, last third
     pictures: PictureRuns | None = None
 
@@ -130,6 +131,15 @@ class Analysis:
         scored = [s for s in scored if not math.isnan(s[0])]
         return max(scored)[2] if scored else None
 
+    @property
+    def primary_results(self) -> list[PairedComparison]:
+        """The declared comparisons that the metrics table could answer, in declaration order."""
+        return [c for p in self.primary for c in [self.comparison(p.run, p.metric, p.split)] if c is not None]
+
+    @property
+    def exploratory(self) -> list[PairedComparison]:
+        return [c for c in self.comparisons if not c.primary]
+
     def comparison(self, run: str, metric: str, split: str) -> PairedComparison | None:
         for c in self.comparisons:
             if (c.method, c.metric, c.split) == (run, metric, split):
@@ -172,8 +182,9 @@ def analyse(config_path, dataset, metrics_csv, results="results", prepared=None,
     summaries = {(r.name, r.seed): read_train_summary(run_folder(results, r)) for r in runs}
     a = Analysis(config, Path(config_path), Path(metrics_csv), dataset, df, runs, order, config["baseline"], results,
                  [s for s in SPLIT_LABELS if s in set(df["split"])], prepared, device, gaps, summaries)
+    a.primary = primary_comparisons(config)
     a.comparisons = _comparisons(a)
-    a.xml = _xml_runs(a)
+    a.regularizers = _regularizer_runs(a)
     for method in a.swept_methods:
         best = a.best_on_validation([n for n in order if a.method_of(n) == method])
         if best is not None:
@@ -188,31 +199,34 @@ def analyse(config_path, dataset, metrics_csv, results="results", prepared=None,
 
 
 def _comparisons(a: Analysis) -> list[PairedComparison]:
-    """Every (run x metric x split) against the baseline, Holm-adjusted within each split."""
+    """Every (run x tested metric x split) against the baseline: the declared primary ones first
+    (their own Holm family), then the exploratory ones (Holm within each split)."""
     if a.baseline not in a.order:
         return []
+    declared = {(p.run, p.metric, p.split) for p in a.primary}
+    cfg = a.report_cfg
     out = []
     for run in a.others:
         for split in a.splits:
-            for metric, _ in METRICS:
+            for metric in TESTED_METRICS:
+                family = PRIMARY_FAMILY if (run, metric, split) in declared else EXPLORATORY_FAMILY
                 c = compare(run, a.baseline, metric, split, per_seed(a.df, run, split, metric),
-                            per_seed(a.df, a.baseline, split, metric), a.confidence)
+                            per_seed(a.df, a.baseline, split, metric), a.confidence, cfg["equivalence_margin"],
+                            cfg["equivalence_test"], family)
                 if c is not None:
                     out.append(c)
+    out.sort(key=lambda c: not c.primary)  # stable: primary first, each group in plan order
     return holm_adjust(out)
 
 
-def _xml_runs(a: Analysis) -> list[xml_diagnostics.RunDiagnostics]:
-    """The diagnostics of every run that trains with XML (by its summaries or, for summaries that
-    predate them, by its config)."""
+def _regularizer_runs(a: Analysis) -> list[regularizer_diagnostics.RunDiagnostics]:
+    """The diagnostics of every regulariser of every run, from the runs' summaries (what training
+    wrote, never the configs re-read)."""
     out = []
     for name in a.order:
         runs = a.runs_named(name)
-        if not runs:
-            continue
-        diag = xml_diagnostics.collect({r.seed: a.summary(r) for r in runs}, name, runs_xml(a.config, runs[0]))
-        if diag is not None:
-            out.append(diag)
+        if runs:
+            out += regularizer_diagnostics.collect({r.seed: a.summary(r) for r in runs}, name)
     return out
 
 
@@ -253,17 +267,19 @@ def _logs(a: Analysis) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(train_rows), pd.DataFrame(val_rows)
 
 
-def _chance_levels(a: Analysis) -> dict[str, float]:
-    """ln C per XML run: logged as xml_chance, else the summaries' chance_loss; absent when unknown."""
+def _chance_levels(a: Analysis) -> dict[tuple[str, str], float]:
+    """(run, regulariser) -> chance level: logged as <name>_chance, else the summaries'
+    chance_loss; absent where none is defined."""
     logs = a.train_logs
     out = {}
-    for diag in a.xml:
-        logged = logs[logs["run"] == diag.run]["xml_chance"].dropna() if "xml_chance" in logs else pd.Series([])
+    for diag in a.regularizers:
+        column = f"{diag.name}_chance"
+        logged = logs[logs["run"] == diag.run][column].dropna() if column in logs else pd.Series([], dtype=float)
         summarised = diag.values("chance_loss")
         if len(logged):
-            out[diag.run] = float(logged.median())
+            out[diag.run, diag.name] = float(logged.median())
         elif summarised:
-            out[diag.run] = summarised[0]
+            out[diag.run, diag.name] = summarised[0]
     return out
 
 

@@ -12,13 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from xbml.workflow.plan import Run
-
 if TYPE_CHECKING:
     from xbml.reporting.analysis import Analysis
     from xbml.reporting.captions import Captions
 
-XML_LOSS_FIGURE = "xml_prediction_loss.png"
+REGULARIZER_FIGURE = "regularizer_losses.png"
 
 # file -> title (the placeholder's heading and the label in `snakemake --report`), in page order
 FIGURES = {
@@ -28,7 +26,7 @@ FIGURES = {
     "sweeps.png": "MAP@R against swept hyper-parameters",
     "training_curves.png": "training loss curves",
     "validation_curves.png": "validation MAP@R during training",
-    XML_LOSS_FIGURE: "XML prediction loss against chance",
+    REGULARIZER_FIGURE: "regulariser losses against chance",
     "retrieval.png": "retrieval examples",
     "tsne.png": "t-SNE of test embeddings",
     "prototype_maps.png": "prototype assignment maps",
@@ -38,20 +36,6 @@ FIGURES = {
 
 def figure_names() -> list[str]:
     return list(FIGURES)
-
-
-def runs_xml(config: dict, run: Run) -> bool:
-    """Whether a run trains with the XML regulariser (its resolved xml.weight > 0)."""
-    from xbml.config import load_config
-    from xbml.errors import ConfigError
-
-    try:
-        cfg = load_config(config["datasets"][run.dataset]["train_config"], run.overrides)
-    except ConfigError:
-        # the train config cannot be read here: judge by the run's own overrides
-        weights = [o.split("=", 1)[1] for o in run.overrides if o.startswith("xml.weight=")]
-        return bool(weights) and float(weights[-1]) > 0
-    return cfg["xml"]["weight"] > 0 or cfg["xml"]["force_compute"]
 
 
 @dataclass
@@ -85,7 +69,7 @@ def draw_all(a: Analysis, captions: Captions) -> dict[str, Figure]:
     palette = plots.run_palette(a.order, a.baseline)
     figures = [metrics_figure(a, "test", palette), metrics_figure(a, "val", palette),
                differences_figure(a, palette), sweeps_figure(a),
-               training_curves_figure(a, palette), validation_curves_figure(a, palette), xml_loss_figure(a, palette),
+               training_curves_figure(a, palette), validation_curves_figure(a, palette), regularizer_figure(a, palette),
                *picture_figures.draw(a)]
     out = {f.name: f for f in figures}
     assert list(out) == list(FIGURES), list(out)
@@ -150,18 +134,24 @@ def validation_curves_figure(a: Analysis, palette) -> Figure:
     return drawn(name, plots.validation_curves_figure(a.val_logs, a.order, palette, a.dataset))
 
 
-def xml_loss_figure(a: Analysis, palette) -> Figure:
+def regularizer_figure(a: Analysis, palette) -> Figure:
+    """Each regulariser's logged loss (loss_<name>) per run against its chance level."""
     from xbml.reporting import plots
 
-    if not a.xml:
-        return placeholder(XML_LOSS_FIGURE, "no run of this report trains with XML")
-    xml_runs = {d.run for d in a.xml}
+    if not a.regularizers:
+        return placeholder(REGULARIZER_FIGURE, "no run of this report trains with a regulariser")
     logs = a.train_logs
-    if "loss_xml" in logs:
-        logs = logs[logs["run"].isin(xml_runs) & logs["loss_xml"].notna()]
-    if logs.empty or "loss_xml" not in logs:
-        return placeholder(XML_LOSS_FIGURE, "no loss_xml in the train_log.jsonl of the XML runs")
-    no_chance = sorted(xml_runs & set(logs["run"]) - set(a.chance))
-    details = (f"No chance level is known for {', '.join(no_chance)} (its prediction loss is not a softmax over "
-               "classes, or it was not recorded)." if no_chance else "")
-    return drawn(XML_LOSS_FIGURE, plots.xml_loss_figure(logs, a.order, palette, a.chance, a.dataset), details=details)
+    panels = []
+    for name in dict.fromkeys(d.name for d in a.regularizers):
+        column = f"loss_{name}"
+        runs = {d.run for d in a.regularizers if d.name == name}
+        if column in logs and logs[logs["run"].isin(runs)][column].notna().any():
+            label = next(d.label for d in a.regularizers if d.name == name)
+            panels.append((name, label, runs))
+    if not panels:
+        return placeholder(REGULARIZER_FIGURE, "no regulariser loss (loss_<name>) in the train_log.jsonl of its runs")
+    no_chance = sorted(f"{run} ({name})" for name, _, runs in panels for run in runs
+                       if (run, name) not in a.chance and run in set(logs["run"]))
+    details = (f"No chance level is defined or recorded for {', '.join(no_chance)}." if no_chance else "")
+    return drawn(REGULARIZER_FIGURE, plots.regularizer_figure(logs, panels, a.order, palette, a.chance, a.dataset),
+                 details=details)

@@ -30,6 +30,9 @@ figcaption { color: var(--muted); font-size: 13.5px; margin-top: 6px; max-width:
 ul.findings li { margin: 6px 0; }
 .better { color: var(--good); font-weight: 600; }
 .worse { color: var(--bad); font-weight: 600; }
+.equivalent { color: #0550ae; font-weight: 600; }
+.inconclusive { color: var(--muted); font-weight: 600; }
+div.primary { border: 2px solid var(--fg); padding: 4px 14px; margin: 14px 0; }
 .note { color: var(--muted); font-size: 13.5px; }
 .warning { border: 1px solid var(--bad); background: #ffebe9; padding: 4px 12px; margin: 12px 0; }
 pre { background: var(--bg-alt); padding: 10px; overflow-x: auto; font-size: 12.5px; }

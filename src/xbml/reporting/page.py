@@ -12,8 +12,9 @@ import yaml
 from xbml.reporting import environment, html
 from xbml.reporting import page_tables as tables
 from xbml.reporting.analysis import MAIN_METRICS, Analysis
-from xbml.reporting.figures import XML_LOSS_FIGURE, Figure
+from xbml.reporting.figures import REGULARIZER_FIGURE, Figure
 from xbml.reporting.html import Cell, Section, esc
+from xbml.metric_names import TESTED_METRICS
 from xbml.reporting.results import METRICS, PRIMARY, SPLIT_MEANINGS
 from xbml.reporting.statistics import describe
 
@@ -32,12 +33,16 @@ def page(a: Analysis, figures: dict[str, Figure]) -> str:
                  "folds. Curves and pictures show fold 0.")
     summary = Section("summary", "Summary")
     summary.add(tables.gaps_html(a))
-    summary.add(tables.xml_sentences_html(a))  # before the verdicts: a regulariser that learned nothing explains them
+    summary.add(tables.regularizer_sentences_html(a))  # before the verdicts: a regulariser that learned nothing explains them
     summary.add(tables.convergence_html(a))  # and models still improving compare learning speed, not end points
     if a.comparisons and "test" in a.splits:
+        summary.add(tables.primary_html(a))
         items = [tables.finding(c, how) for run, how in a.headline
-                 for c in [a.comparison(run, PRIMARY, "test")] if c is not None]
-        summary.add('<ul class="findings" id="findings">' + "".join(items) + "</ul>")
+                 for c in [a.comparison(run, PRIMARY, "test")] if c is not None and not c.primary]
+        if items:
+            summary.add("<p>Exploratory (the other runs' test MAP@R; not the experiment's answer, "
+                        "Holm-corrected with every other exploratory test of the split):</p>"
+                        '<ul class="findings" id="findings">' + "".join(items) + "</ul>")
         summary.add(tables.stats_note(a))
     else:
         split = a.splits[0]
@@ -53,11 +58,11 @@ def page(a: Analysis, figures: dict[str, Figure]) -> str:
         summary.add(f"<p>{why} {a.split_label(split)} MAP@R (mean &plusmn; sd): "
                     f"{'; '.join(facts)}.</p>")
     sections.append(summary)
-    if a.xml:
-        xml = Section("xml", "XML regulariser diagnostics")
-        xml.add(_figure_html(figures, XML_LOSS_FIGURE))
-        tables.xml_table(a, xml)
-        sections.append(xml)
+    if a.regularizers:
+        regs = Section("regularizers", "Regulariser diagnostics")
+        regs.add(_figure_html(figures, REGULARIZER_FIGURE))
+        tables.regularizer_table(a, regs)
+        sections.append(regs)
 
     res = Section("results", "Results per run (mean \u00b1 sd over seeds)")
     for split in a.splits:
@@ -74,7 +79,7 @@ def page(a: Analysis, figures: dict[str, Figure]) -> str:
         comp.add(tables.stats_note(a))
         for split in a.splits:
             comp.add(f"<h3>{a.split_label(split)}</h3>")
-            comp.add(tables.comparison_table(a, split, [m for m, _ in METRICS] if split == "test" else MAIN_METRICS))
+            comp.add(tables.comparison_table(a, split, TESTED_METRICS if split == "test" else MAIN_METRICS))
             if split == "test":
                 said = [esc(describe(c, "test MAP@R")) for run in a.others
                         for c in [a.comparison(run, PRIMARY, "test")] if c is not None]

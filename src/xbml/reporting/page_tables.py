@@ -8,20 +8,24 @@ import csv
 import math
 from pathlib import Path
 
-from xbml.reporting import convergence, html, xml_diagnostics
+from xbml.reporting import convergence, html, regularizer_diagnostics
 from xbml.reporting.analysis import Analysis
 from xbml.reporting.html import Cell, Section, esc
 from xbml.reporting.results import METRIC_LABELS, METRICS, PRIMARY, SPLIT_LABELS
 from xbml.reporting.statistics import (
-    BETTER,
     CORRECTION_NAME,
+    EQUIVALENCE_NAMES,
+    INCONCLUSIVE,
     INTERVAL_NAME,
     TEST_NAME,
-    WORSE,
     PairedComparison,
     describe,
     floor_note,
+    margin_text,
+    seeds_for_a_verdict,
+    simulated_power,
     smallest_p,
+    verdict_kind,
 )
 from xbml.reporting.tables import summary_over_seeds
 
@@ -45,8 +49,11 @@ def summary_table(a: Analysis, split: str) -> str:
 def comparison_table(a: Analysis, split: str, metrics) -> str:
     seeds = sorted({s for c in a.comparisons if c.split == split for s in c.seeds})
     level = round(a.confidence * 100)
-    headers = ["run", "metric", *(f"\u0394 seed {s}" for s in seeds), "mean \u0394", f"{level}% {INTERVAL_NAME}",
-               f"{TEST_NAME} p", f"{CORRECTION_NAME}-adjusted p", "verdict"]
+    eq_level = round((1 - 2 * (1 - a.confidence)) * 100)
+    margin = margin_text(a.report_cfg["equivalence_margin"])
+    headers = ["run", "metric", "family", *(f"\u0394 seed {s}" for s in seeds), "mean \u0394",
+               f"{level}% {INTERVAL_NAME}", f"{TEST_NAME} p", f"{CORRECTION_NAME}-adjusted p",
+               f"{eq_level}% t interval", f"equivalence p ({margin})", "adjusted equivalence p", "verdict"]
     rows = []
     for run in a.others:
         for metric in metrics:
@@ -55,7 +62,7 @@ def comparison_table(a: Analysis, split: str, metrics) -> str:
                 continue
             by_seed = dict(zip(c.seeds, c.differences))
             rows.append([
-                run, METRIC_LABELS[metric],
+                run, METRIC_LABELS[metric], Cell(c.family, classes=("primary-family",) if c.primary else ()),
                 *(Cell(f"{by_seed[s]:+.4f}" if s in by_seed else "\u2013", numeric=True) for s in seeds),
                 Cell(f"{c.mean:+.4f}", numeric=True, attrs={"data-run": run, "data-metric": metric, "data-split": split,
                                                              "data-mean": repr(c.mean)}),
@@ -63,31 +70,36 @@ def comparison_table(a: Analysis, split: str, metrics) -> str:
                      attrs={"data-low": repr(c.ci_low), "data-high": repr(c.ci_high)}),
                 Cell(html.fmt(c.p_value, 3), numeric=True),
                 Cell(html.fmt(c.p_adjusted, 3), numeric=True),
+                Cell(f"[{c.eq_low:+.4f}, {c.eq_high:+.4f}]" if c.n > 1 else "n/a", numeric=True),
+                Cell(html.fmt(c.equivalence_p, 3), numeric=True),
+                Cell(html.fmt(c.equivalence_p_adjusted, 3), numeric=True),
                 Cell(c.verdict, classes=verdict_classes(c)),
             ])
     return html.table(headers, rows, table_id=f"comparison-{split}")
 
 
 def verdict_classes(c: PairedComparison) -> tuple[str, ...]:
-    return (c.verdict,) if c.verdict in (BETTER, WORSE) else ()
+    return (verdict_kind(c.verdict),)
 
 
 def finding(c: PairedComparison, how: str) -> str:
     text = describe(c, f"{SPLIT_LABELS.get(c.split, c.split).lower()} {METRIC_LABELS[c.metric]}")
     if how:
         text = f"{how[0].upper()}{how[1:]}: {text}"
-    classes = verdict_classes(c)
-    cls = f' class="{classes[0]}"' if classes else ""
+    cls = f' class="{verdict_classes(c)[0]}"'
     attrs = (f'data-run="{esc(c.method)}" data-metric="{c.metric}" data-split="{c.split}" data-mean="{c.mean!r}" '
              f'data-low="{c.ci_low!r}" data-high="{c.ci_high!r}" data-verdict="{esc(c.verdict)}"')
     return f'<li {attrs}><span{cls}>{esc(text)}</span></li>'
 
 
 def _split_limits(a: Analysis, split: str) -> str:
-    """What the seeds of one split can show: the exact test's floor, Holm's floor, the resolution."""
-    comps = [c for c in a.comparisons if c.split == split]
+    """What the seeds of one split's exploratory family can show: the exact test's floor, Holm's
+    floor, the resolution."""
+    comps = [c for c in a.exploratory if c.split == split]
     tested = [c for c in comps if c.n >= 2]
-    name = a.split_label(split)
+    name = f"{a.split_label(split)}, exploratory"
+    if not comps:
+        return ""
     if not tested:
         return f"{name}: one seed per comparison, no test is possible."
     alpha = tested[0].alpha
@@ -115,19 +127,69 @@ def _split_limits(a: Analysis, split: str) -> str:
 
 def stats_note(a: Analysis) -> str:
     level = round(a.confidence * 100)
+    eq_level = round((1 - 2 * (1 - a.confidence)) * 100)
     alpha = f"{1 - a.confidence:.2g}"
-    limits = "".join(f"<li>{esc(_split_limits(a, split))}</li>" for split in a.splits)
+    cfg = a.report_cfg
+    margin = margin_text(cfg["equivalence_margin"])
+    limits = "".join(f"<li>{esc(text)}</li>" for split in a.splits for text in [_split_limits(a, split)] if text)
     return (
         f'<div class="note stats-note"><p>Statistics: per-seed differences (method &minus; baseline, same seed = '
         f"same batches and initial weights); their mean; a {level}% t interval of the mean (mean &plusmn; "
         f"t &middot; sd/&radic;n); an exact two-sided sign-flip permutation test (all 2<sup>n</sup> sign assignments "
-        f"of the differences, no distribution assumed); {CORRECTION_NAME}'s step-down correction over every run "
-        f"&times; metric test of the same split (test and validation are separate families). A run is called "
-        f"<b>better</b> or <b>worse</b> only when the adjusted p &lt; {alpha} <b>and</b> the interval excludes 0; "
-        f"everything else is <b>not significant</b>, which means these seeds cannot tell the difference from seed "
-        f"noise, not that there is none. Every number is in <code>comparisons.csv</code>.</p>"
+        f"of the differences, no distribution assumed); an equivalence test within the declared margin {margin} "
+        f"({EQUIVALENCE_NAMES[cfg['equivalence_test']]}: two one-sided tests, each at {alpha}; the {eq_level}% t "
+        f"interval is shown beside it). The comparison declared before the run is the <b>primary</b> family "
+        f"(its p-values are not multiplied by the others); every other test is <b>exploratory</b>, "
+        f"{CORRECTION_NAME}-corrected within its split. Verdicts: <b>better</b>/<b>worse</b> where the adjusted "
+        f"p &lt; {alpha} <b>and</b> the interval excludes 0 (&ldquo;within {margin}&rdquo; added where equivalence "
+        f"also holds: a real but small effect); otherwise <b>equivalent within {margin}</b> where the equivalence "
+        f"test holds; otherwise <b>{INCONCLUSIVE}</b>: these seeds can tell neither a difference nor its absence. "
+        f"R@1 equals P@1 by definition and is shown but not tested. Every number is in "
+        f"<code>comparisons.csv</code>.</p>"
         f'<ul class="limits">{limits}</ul></div>'
     )
+
+
+def primary_html(a: Analysis) -> str:
+    """The declared comparison(s) and their verdicts, first on the page: the experiment's answer."""
+    if not a.primary:
+        return ""
+    cfg = a.report_cfg
+    declared = all(p.declared for p in a.primary)
+    how = ("declared in the config before the run (<code>report.primary</code>)" if declared else
+           "<b>not declared</b> in the config: the config has one run besides the baseline, so its test MAP@R is "
+           "taken (declare <code>report.primary</code> to make that explicit)")
+    items = []
+    for p in a.primary:
+        c = a.comparison(p.run, p.metric, p.split)
+        label = f"{SPLIT_LABELS.get(p.split, p.split).lower()} {METRIC_LABELS[p.metric]}"
+        if c is None:
+            items.append(f'<li data-run="{esc(p.run)}"><b>No result</b>: the metrics table has no paired seeds of '
+                         f"{esc(p.run)} and {esc(a.baseline)} on {esc(label)}.</li>")
+            continue
+        power = _power_text(c, len(a.primary))
+        attrs = (f'data-run="{esc(c.method)}" data-metric="{c.metric}" data-split="{c.split}" data-mean="{c.mean!r}" '
+                 f'data-low="{c.ci_low!r}" data-high="{c.ci_high!r}" data-verdict="{esc(c.verdict)}" data-n="{c.n}"')
+        items.append(f'<li {attrs}><b class="{verdict_classes(c)[0]}">{esc(c.verdict)}</b>: '
+                     f"{esc(describe(c, label))}{(' ' + esc(power)) if power else ''}</li>")
+    family = (f"{len(a.primary)} tests, {CORRECTION_NAME}-corrected among themselves" if len(a.primary) > 1
+              else "one test")
+    needed = seeds_for_a_verdict(a.primary_results[0].alpha if a.primary_results else 0.05, len(a.primary))
+    return (f'<div class="primary" id="primary"><h3>Primary comparison</h3><p>The experiment\'s question, {how}: '
+            f"{family} (exact sign-flip test, equivalence margin {margin_text(cfg['equivalence_margin'])}, "
+            f"{EQUIVALENCE_NAMES[cfg['equivalence_test']]}); a verdict needs at least {needed} paired seeds. "
+            "Everything else on this page is exploratory.</p>"
+            f'<ul class="primary-verdicts">{"".join(items)}</ul></div>')
+
+
+def _power_text(c: PairedComparison, tests: int) -> str:
+    """The design's power at half and one margin, from the observed sd of the differences."""
+    if c.n < 2 or not c.sd > 0:
+        return ""
+    figures = [f"{simulated_power(f * c.margin, c.sd, c.n, c.alpha, tests):.0%} at {f * c.margin:g}"
+               for f in (0.5, 1.0)]
+    return (f"Power of this design ({c.n} seeds, the observed sd of the differences {c.sd:.4f}, normal differences) "
+            f"to call a true difference better or worse: {', '.join(figures)}.")
 
 
 def sweep_html(a: Analysis, sec: Section) -> None:
@@ -165,11 +227,12 @@ def sweep_html(a: Analysis, sec: Section) -> None:
         sec.add(f'<p class="selected-setting" data-method="{esc(method)}" data-run="{esc(best)}">{text}</p>')
 
 
-def xml_sentences_html(a: Analysis) -> str:
-    if not a.xml:
+def regularizer_sentences_html(a: Analysis) -> str:
+    if not a.regularizers:
         return ""
-    items = "".join(f'<li data-run="{esc(d.run)}">{esc(xml_diagnostics.sentence(d))}</li>' for d in a.xml)
-    return f'<p>Did the XML regulariser learn?</p><ul class="xml-diagnostics" id="xml-diagnostics">{items}</ul>'
+    items = "".join(f'<li data-run="{esc(d.run)}" data-regularizer="{esc(d.name)}">'
+                    f"{esc(regularizer_diagnostics.sentence(d))}</li>" for d in a.regularizers)
+    return f'<p>Did the regularisers learn?</p><ul class="regularizer-diagnostics" id="regularizer-diagnostics">{items}</ul>'
 
 
 def convergence_html(a: Analysis) -> str:
@@ -210,26 +273,31 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def xml_table(a: Analysis, sec: Section) -> None:
-    """Every XML run's diagnostics per seed, with what the columns mean."""
-    rows = [row for d in a.xml for row in xml_diagnostics.seed_rows(d)]
-    if rows:
-        def num(value, digits=3):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            return Cell(html.fmt(float(value), digits) if ok else xml_diagnostics.NOT_RECORDED if value is None
-                        else str(value), numeric=ok)
+def regularizer_table(a: Analysis, sec: Section) -> None:
+    """Every regulariser's diagnostics per run and seed, with what the columns mean."""
+    rows = [row for d in a.regularizers for row in regularizer_diagnostics.seed_rows(d)]
+    if not rows:
+        return
+    missing = regularizer_diagnostics.NOT_RECORDED
 
-        table = [[r["run"], Cell(str(r["seed"]), numeric=True), r["prediction_loss"] or xml_diagnostics.NOT_RECORDED,
-                  num(r["num_classes"], 0), num(r["chance_loss"]), num(r["final_loss_xml"]), num(r["ratio_to_chance"]),
-                  ("n/a" if r["recorded"] else xml_diagnostics.NOT_RECORDED) if r["learned"] is None
-                  else "yes" if r["learned"] else "no",
-                  num(r["final_assign_entropy"]), num(r["max_entropy"]), num(r["final_effective_prototypes"], 1),
-                  num(r["num_prototypes"], 0)] for r in rows]
-        sec.add(html.table(["run", "seed", "prediction loss", "classes C", "chance ln C", "final loss_xml",
-                            "ratio to chance", "learned", "assignment entropy (nats)", "max ln K",
-                            "effective prototypes", "prototypes K"], table, table_id="xml-seeds"))
-        sec.add('<p class="note">Final values are means over the last 10% of iterations. Assignment entropy is the '
-                "mean per-location entropy of the soft prototype assignment (0 = every location picks one prototype, "
-                "ln K = uniform); effective prototypes = exp of the entropy of the batch-mean histogram (K = all "
-                "used equally, 1 = one prototype explains everything). <i>not recorded</i>: the summary predates "
-                "these diagnostics or lacks the value.</p>")
+    def num(value, digits=3):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return Cell(html.fmt(float(value), digits) if ok else "n/a" if value is None else str(value), numeric=ok)
+
+    extra = list(dict.fromkeys(k for r in rows for k in r["diagnostics"]))
+    table = []
+    for r in rows:
+        learned = "n/a" if r["learned"] is None else "yes" if r["learned"] else "no"
+        facts = ", ".join(f"{k} {v}" for k, v in r["facts"].items())
+        table.append([r["run"], Cell(str(r["seed"]), numeric=True), r["regularizer"],
+                      *(([num(r["chance_loss"]), num(r["final_loss"]), num(r["ratio_to_chance"]), learned,
+                          *(num(r["diagnostics"].get(k)) for k in extra), facts]) if r["recorded"]
+                        else [missing] * (5 + len(extra)))])
+    sec.add(html.table(["run", "seed", "regulariser", "chance", "final loss", "ratio to chance", "learned",
+                        *extra, "settings"], table, table_id="regularizer-seeds"))
+    sec.add('<p class="note">Final values are means over the last 10% of iterations; chance is the loss of a '
+            "uniform guess where one is defined (XML: ln C over the C training classes). XML's assignment entropy is "
+            "the mean per-location entropy of the soft prototype assignment (0 = every location picks one "
+            "prototype, ln K = uniform); effective prototypes = exp of the entropy of the batch-mean histogram "
+            f"(K = all used equally, 1 = one prototype explains everything). <i>{missing}</i>: the seed's summary "
+            "lacks the regulariser's block.</p>")

@@ -127,19 +127,20 @@ def _prototype_model(a: Analysis):
         if not path.exists():
             continue
         model, blob = load_trained_model(path)
-        if blob.get("xml_state"):
+        if (blob.get("regularizer_state") or {}).get("xml"):
             return name, s, model, blob
     return None
 
 
 def _prototypes(a: Analysis, load) -> list[Figure]:
     names = PICTURES[2:]
-    if not a.xml:
+    if not any(d.name == "xml" for d in a.regularizers):
         return [placeholder(n, "no run of this report trains with XML") for n in names]
     inputs = load()
     chosen = _prototype_model(a)
     if chosen is None:
-        return [placeholder(n, "no run of this report has XML prototypes (xml_state) in its model.pt") for n in names]
+        return [placeholder(n, "no run of this report has XML prototypes (regularizer_state) in its model.pt")
+                for n in names]
     import torch
 
     from xbml.reporting import pictures
@@ -149,7 +150,7 @@ def _prototypes(a: Analysis, load) -> list[Figure]:
     rng = np.random.default_rng(pictures.PICTURE_SEED)
     pick = np.sort(rng.choice(len(e.rows), size=min(192, len(e.rows)), replace=False))
     batch = torch.stack([inputs.images.tensor(e.rows[i]) for i in pick])
-    assign = pictures.compute_assignments(model, blob["xml_state"], blob["config"]["xml"], batch, a.device)
+    assign = pictures.compute_assignments(model, blob["regularizer_state"]["xml"], blob["config"]["xml"], batch, a.device)
     shown_imgs = [inputs.images.to_display(x) for x in batch]
     labels = e.labels[pick]
     K, (h, w) = assign.shape[1], assign.shape[2:]

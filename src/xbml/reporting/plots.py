@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from xbml.metric_names import RANK_METRICS  # noqa: E402
 from xbml.reporting.results import LOSS_LABELS, LOSS_TERMS, METRIC_LABELS, METRICS, PRIMARY  # noqa: E402
 from xbml.workflow.plan import SEPARATED  # noqa: E402
 from xbml.reporting.statistics import PairedComparison, t_interval  # noqa: E402
@@ -116,7 +117,7 @@ def differences_figure(comparisons: list[PairedComparison], run_order: list[str]
     """Per-seed paired differences (method - baseline) with the mean and its t interval."""
     theme()
     splits = [s for s in ("val", "test", SEPARATED) if any(c.split == s for c in comparisons)]
-    metrics = [m for m in ("map_at_r", "r_precision", "precision_at_1") if any(c.metric == m for c in comparisons)]
+    metrics = [m for m in RANK_METRICS if any(c.metric == m for c in comparisons)]
     runs = [r for r in run_order if any(c.method == r for c in comparisons)]
     height = 1.0 + 0.45 * len(runs)
     fig, axes = plt.subplots(
@@ -299,29 +300,32 @@ def validation_curves_figure(vals: pd.DataFrame, run_order: list[str], palette: 
     return fig
 
 
-def xml_loss_figure(logs: pd.DataFrame, run_order: list[str], palette: dict, chance: dict[str, float], dataset: str):
-    """loss_xml per XML run: thin line per seed, thick mean over seeds (both smoothed), and a dashed
-    chance line ln C per distinct number of classes (`chance` maps a run to its ln C)."""
+def regularizer_figure(logs: pd.DataFrame, panels: list[tuple[str, str, set]], run_order: list[str], palette: dict,
+                       chance: dict[tuple[str, str], float], dataset: str):
+    """One panel per regulariser (name, label, its runs): loss_<name> per run, thin line per seed,
+    thick mean over seeds (both smoothed), and a dashed line per distinct chance level."""
     theme()
     total = int(logs["iteration"].max())
     window = max(1, round(total / 50))
-    data = _smoothed(logs[logs["loss_xml"].notna()], "loss_xml", window)
-    order = [r for r in run_order if r in set(data["run"])]
-    fig, ax = plt.subplots(figsize=(9.5, 4.4), layout="constrained")
-    for run in order:
-        part = data[data["run"] == run]
-        colour = palette.get(run, "C0")
-        for _, seed in part.groupby("seed", sort=True):
-            ax.plot(seed["iteration"], seed["loss_xml"], color=colour, linewidth=0.7, alpha=0.35)
-        mean = part.groupby("iteration")["loss_xml"].mean()
-        ax.plot(mean.index, mean.to_numpy(), color=colour, linewidth=2.2, label=f"{run} (mean over seeds)")
-    for level in sorted(set(round(v, 6) for v in chance.values() if not math.isnan(v))):
-        ax.axhline(level, color="black", linestyle="--", linewidth=1.2,
-                   label=f"chance: ln C = {level:.2f} (C = {math.exp(level):.0f} classes)")
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.set_xlabel("training iteration (batches)")
-    ax.set_ylabel("XML prediction loss (nats)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9.5, 4.4 * len(panels)), layout="constrained", squeeze=False)
+    for ax, (name, label, runs) in zip(axes[:, 0], panels):
+        column = f"loss_{name}"
+        data = _smoothed(logs[logs["run"].isin(runs) & logs[column].notna()], column, window)
+        for run in [r for r in run_order if r in set(data["run"])]:
+            part = data[data["run"] == run]
+            colour = palette.get(run, "C0")
+            for _, seed in part.groupby("seed", sort=True):
+                ax.plot(seed["iteration"], seed[column], color=colour, linewidth=0.7, alpha=0.35)
+            mean = part.groupby("iteration")[column].mean()
+            ax.plot(mean.index, mean.to_numpy(), color=colour, linewidth=2.2, label=f"{run} (mean over seeds)")
+        levels = sorted({round(v, 6) for (run, n), v in chance.items() if n == name and not math.isnan(v)})
+        for level in levels:
+            ax.axhline(level, color="black", linestyle="--", linewidth=1.2, label=f"chance: {level:.2f}")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.set_xlabel("training iteration (batches)")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label} ({name})", fontsize=11)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     smooth = f"rolling mean over {window} iterations; " if window > 1 else ""
-    fig.suptitle(f"{dataset}: XML prediction loss against chance\n({smooth}thin = one seed, thick = mean over seeds)")
+    fig.suptitle(f"{dataset}: regulariser losses against chance\n({smooth}thin = one seed, thick = mean over seeds)")
     return fig

@@ -13,14 +13,19 @@ import pandas as pd
 from xbml.atomic import write_text
 from xbml.reporting.statistics import PairedComparison
 
-COMPARISON_COLUMNS = ("run", "split", "metric", "n_seeds", "mean_diff", "ci_low", "ci_high", "p_value", "p_adjusted",
-                      "verdict")
+COMPARISON_COLUMNS = ("family", "run", "split", "metric", "n_seeds", "mean_diff", "ci_low", "ci_high", "p_value",
+                      "p_adjusted", "margin", "equivalence_test", "eq_ci_low", "eq_ci_high", "equivalence_p",
+                      "equivalence_p_adjusted", "family_size", "verdict")
 
 
 def comparisons_table(comparisons: list[PairedComparison]) -> pd.DataFrame:
-    """comparisons.csv: one row per run x split x metric, the numbers behind every verdict."""
-    rows = [(c.method, c.split, c.metric, c.n, c.mean, c.ci_low, c.ci_high, c.p_value, c.p_adjusted, c.verdict)
-            for c in comparisons]
+    """comparisons.csv: one row per run x split x tested metric, the primary family first, the
+    numbers behind every verdict (ci_*: the confidence-level t interval; eq_ci_*: the
+    1 - 2 alpha t interval of the equivalence test)."""
+    rows = [(c.family, c.method, c.split, c.metric, c.n, c.mean, c.ci_low, c.ci_high, c.p_value, c.p_adjusted,
+             c.margin, c.equivalence_test, c.eq_low, c.eq_high, c.equivalence_p, c.equivalence_p_adjusted,
+             c.family_size, c.verdict)
+            for c in sorted(comparisons, key=lambda c: not c.primary)]
     return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
 
 

@@ -12,21 +12,13 @@ import math
 from pathlib import Path
 
 from xbml.errors import ConfigError, XbmlError
+from xbml.metric_names import ALL_METRICS, METRIC_LABELS, PRIMARY_METRIC
 from xbml.training.run_log import read_jsonl
 from xbml.workflow.plan import SEPARATED, Run, expand_runs
 
 # (column, label) of the retrieval metrics in the order tables show them
-METRICS: tuple[tuple[str, str], ...] = (
-    ("map_at_r", "MAP@R"),
-    ("r_precision", "R-Precision"),
-    ("precision_at_1", "P@1"),
-    ("recall_at_1", "R@1"),
-    ("recall_at_2", "R@2"),
-    ("recall_at_4", "R@4"),
-    ("recall_at_8", "R@8"),
-)
-METRIC_LABELS = dict(METRICS)
-PRIMARY = "map_at_r"
+METRICS: tuple[tuple[str, str], ...] = tuple((m, METRIC_LABELS[m]) for m in ALL_METRICS)
+PRIMARY = PRIMARY_METRIC
 #: the splits of the metrics table in the order the report shows them, and their names there
 SPLIT_LABELS = {
     "test": "Test",

@@ -21,8 +21,9 @@ from xbml.config import validate_values
 from xbml.errors import CheckpointError, DataError, TrainingDiverged
 from xbml.inference import compute_embeddings, image_options
 from xbml.losses.base_losses import build_base_loss
-from xbml.losses.cross_batch import build_regularizer
+from xbml.metric_names import RANK_METRICS
 from xbml.models import build_model
+from xbml.regularizers import BuildContext, build_regularizers, summarise
 from xbml.samplers import ClassDisjointHalvesSampler
 from xbml.training import distributed as dist
 from xbml.training.checkpoint import config_fingerprint, load_checkpoint, save_checkpoint
@@ -33,10 +34,6 @@ from xbml.training.objective import Objective
 from xbml.training.run_log import JsonlLog, read_jsonl
 
 log = logging.getLogger(__name__)
-
-# the XML prediction loss "learned" when it ends at most this share of chance (ln C) over the
-# last 10% of iterations: a uniform guess scores 1.0, and seed noise around it is a few percent
-LEARNED_RATIO = 0.95
 
 
 def _lr_lambda(optim_cfg: dict, iterations: int):
@@ -60,17 +57,18 @@ def _trainable(module: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in module.parameters() if p.requires_grad]
 
 
-def _optimizer(objective: Objective, optim_cfg: dict) -> torch.optim.Optimizer:
+def _optimizer(objective: Objective, cfg: dict) -> torch.optim.Optimizer:
+    optim_cfg = cfg["optim"]
     lr, wd = optim_cfg["lr"], optim_cfg["weight_decay"]
     # frozen parameters (frozen BatchNorm) are left out: no update and no weight decay
     groups = [{"params": _trainable(objective.model), "lr": lr, "name": "model"}]
     base_params = _trainable(objective.base_loss)
     if base_params:  # the proxies of a proxy base loss
         groups.append({"params": base_params, "lr": lr * optim_cfg["base_loss_lr_multiplier"], "name": "base_loss"})
-    if objective.regularizer is not None:
-        groups.append(
-            {"params": _trainable(objective.regularizer), "lr": lr * optim_cfg["xml_lr_multiplier"], "name": "xml"}
-        )
+    for name, regularizer in objective.regularizers.items():
+        params = _trainable(regularizer)
+        if params:  # XML's prototypes and class vectors; XBM's memory is not trained
+            groups.append({"params": params, "lr": lr * cfg[name]["lr_multiplier"], "name": name})
     factory = {
         "adamw": torch.optim.AdamW,
         "adam": torch.optim.Adam,
@@ -119,9 +117,10 @@ class Trainer:
         )
         self.objective = self._build_objective()
         self.trainable = _trainable(self.objective)
-        reg = self.objective.regularizer
-        self.xml_chance = None if reg is None else reg.chance
-        self.optimizer = _optimizer(self.objective, cfg["optim"])
+        # what a uniform guess scores, logged beside each regulariser's loss
+        self.chances = {f"{name}_chance": reg.chance for name, reg in self.objective.regularizers.items()
+                        if reg.chance is not None}
+        self.optimizer = _optimizer(self.objective, cfg)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, _lr_lambda(cfg["optim"], cfg["train"]["iterations"])
         )
@@ -131,21 +130,17 @@ class Trainer:
 
     def _build_objective(self) -> Objective:
         cfg = self.cfg
-        # the network is built first from the global seed, XML's parameters from their own
-        # generator: a baseline and an XML run with one seed start from the same weights
+        # the network is built first from the global seed, each regulariser's parameters from
+        # a generator of its own: runs with and without one start from the same weights
         torch.manual_seed(cfg["seed"])
         model = build_model(cfg["model"], self.in_channels)
         if cfg["model"]["freeze_bn"]:
             freeze_batchnorm(model)
         num_classes = len(self.train_classes)
         base = build_base_loss(cfg["loss"], num_classes, cfg["model"]["embedding_dim"])
-        xml_cfg = cfg["xml"]
-        regularizer = None
-        if xml_cfg["weight"] > 0 or xml_cfg["force_compute"]:
-            regularizer = build_regularizer(
-                xml_cfg, model.feature_dim, cfg["model"]["embedding_dim"], num_classes, cfg["seed"]
-            )
-        objective = Objective(model, base, regularizer, xml_cfg["weight"]).to(self.device)
+        regularizers = build_regularizers(BuildContext(model, base, cfg, num_classes, self.world))
+        weights = {name: cfg[name]["weight"] for name in regularizers}
+        objective = Objective(model, base, regularizers, weights).to(self.device)
         if self.channels_last:
             objective.model.to(memory_format=torch.channels_last)
         return objective
@@ -263,7 +258,7 @@ class Trainer:
             images = batch_to_device(images, self.device, self.channels_last)
             labels = labels.to(self.device, non_blocking=True)
             with autocast(self.device, self.bf16):
-                terms = model(images, labels, split)
+                terms = model(images, labels, split, self.iteration)
             loss = terms["loss"]
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
@@ -282,8 +277,7 @@ class Trainer:
             if self.rank == 0:
                 record = {"iteration": self.iteration, "lr": lr, "time_s": round(time.perf_counter() - t0, 5)}
                 record.update({k: float(v.detach()) for k, v in terms.items()})
-                if self.xml_chance is not None:
-                    record["xml_chance"] = self.xml_chance
+                record.update(self.chances)
                 train_log.write(record)
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
@@ -321,7 +315,7 @@ class Trainer:
         metrics = self.validate()
         if metrics is None:
             return
-        record = {"iteration": self.iteration, **{k: metrics[k] for k in ("map_at_r", "r_precision", "precision_at_1")}}
+        record = {"iteration": self.iteration, **{k: metrics[k] for k in RANK_METRICS}}
         val_log.write(record)
         if metrics["map_at_r"] > self.best["map_at_r"]:
             self.best = {
@@ -331,32 +325,14 @@ class Trainer:
                 "metrics": record,
             }
 
-    def _xml_summary(self) -> dict | None:
-        """Whether the regulariser learned: its loss over the last 10% of iterations against
-        chance (ln C), and how the prototypes were used; None for a baseline."""
-        reg = self.objective.regularizer
-        if reg is None:
-            return None
+    def _regularizer_summaries(self) -> dict:
+        """Per regulariser: its loss over the last 10% of iterations against chance, whether it
+        learned, its diagnostics there (xbml.regularizers.summarise); {} for a baseline."""
+        if not self.objective.regularizers:
+            return {}
         records = read_jsonl(self.out_dir / "train_log.jsonl")
-        window = records[-max(1, len(records) // 10):]
-        mean = lambda key: float(np.mean([r[key] for r in window])) if window else math.nan  # noqa: E731
-        final = mean("loss_xml")
-        ratio = None if reg.chance is None else final / reg.chance
-        K = reg.assign.prototypes.shape[0]
-        return {
-            "prediction_loss": reg.prediction_loss,
-            "features": reg.features,
-            "num_classes": reg.num_classes,
-            "chance_loss": reg.chance,
-            "final_loss_xml": final,
-            "ratio_to_chance": ratio,
-            "learned": None if ratio is None else bool(ratio <= LEARNED_RATIO),
-            "num_prototypes": K,
-            "max_entropy": math.log(K),
-            "final_assign_entropy": mean("xml_assign_entropy"),
-            "final_effective_prototypes": mean("xml_effective_prototypes"),
-            "window_iterations": len(window),
-        }
+        return {name: summarise(reg, self.cfg[name]["weight"], records)
+                for name, reg in self.objective.regularizers.items()}
 
     def _finish(self, seconds: float) -> dict:
         if self.rank != 0:
@@ -365,11 +341,11 @@ class Trainer:
         selected = self.iteration
         if self.best["state"] is not None:
             model_state, selected = self.best["state"], self.best["iteration"]
-        reg = self.objective.regularizer
         blob = {
             "state_dict": {k: v.detach().cpu() for k, v in model_state.items()},
-            # prototypes of the final iteration, for the report's assignment maps
-            "xml_state": None if reg is None else {k: v.detach().cpu() for k, v in reg.state_dict().items()},
+            # what the report's pictures need of each regulariser (XML: the final prototypes)
+            "regularizer_state": {name: state for name, reg in self.objective.regularizers.items()
+                                  for state in [reg.picture_state()] if state is not None},
             "config": self.cfg,
             "in_channels": self.in_channels,
             "train_classes": self.train_classes.tolist(),
@@ -394,7 +370,7 @@ class Trainer:
             "world_size": self.world,
             "wall_time_s_this_process": round(seconds, 2),
             "config_fingerprint": self.fingerprint,
-            "xml": self._xml_summary(),
+            "regularizers": self._regularizer_summaries(),
         }
         write_json(self.out_dir / "train_summary.json", summary)
         return summary

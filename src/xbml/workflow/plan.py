@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from xbml.errors import ConfigError
+from xbml.metric_names import PRIMARY_METRIC, TESTED_METRICS
 
 # package data, so the package reads no file of the repository it is not given;
 # workflow/schemas/config.schema.yaml (where Snakemake's validate reads it) links to it
@@ -34,7 +35,7 @@ MLRC_FOLDS = 4
 # a run's model folders: seed<k>, or seed<k>-fold<j> under mlrc_4fold; the fold models' test
 # embeddings concatenated live in seed<k>-concatenated (the `model` wildcard of the Snakefile)
 MODEL_PATTERN = r"seed\d+(-fold\d+)?"
-EVALUATED_PATTERN = r"seed\d+(-fold\d+|-concatenated)?"
+CONCATENATED_PATTERN = r"seed\d+-concatenated"
 #: the rows a run has in the metrics table beyond its evaluated splits (mlrc_4fold)
 SEPARATED = "test_separated"
 
@@ -135,6 +136,12 @@ def _fill_defaults(node, schema: dict, root: dict):
     """Apply the schema's `default`s (jsonschema validates but does not fill)."""
     if "$ref" in schema:
         schema = root["$defs"][schema["$ref"].split("/")[-1]]
+    for alternative in schema.get("oneOf", ()):  # the alternative of the node's kind (validated before)
+        kind = "array" if alternative.get("type") == "array" else "object"
+        if (kind == "array") == isinstance(node, list):
+            return _fill_defaults(node, alternative, root)
+    if isinstance(node, list) and isinstance(schema.get("items"), dict):
+        return [_fill_defaults(item, schema["items"], root) for item in node]
     if not isinstance(node, dict):
         return node
     for key, sub in schema.get("properties", {}).items():
@@ -243,6 +250,70 @@ def expand_runs(config: dict, check: bool = True) -> list[Run]:
                     runs.append(Run(dataset, name, method, seed, tuple(args), pairs, folds))
     _refuse_name_collisions(runs)
     return runs
+
+
+@dataclass(frozen=True)
+class PrimaryComparison:
+    """A comparison with the baseline declared before the run (config report.primary)."""
+
+    run: str
+    metric: str
+    split: str
+    declared: bool = True  # False: not in the config, the one possible comparison taken by default
+
+    def __str__(self) -> str:
+        return f"{self.run} vs the baseline, {self.metric} on {self.split}"
+
+
+def primary_comparisons(config: dict) -> list[PrimaryComparison]:
+    """The declared primary comparison(s), checked against the plan: each names one fully
+    specified run besides the baseline, once. Without a declaration, a config with exactly one
+    such run compares it on test MAP@R; any other config must declare one."""
+    names: dict[str, list[str]] = {}  # method -> its run names
+    for method, overrides in config["methods"].items():
+        names[method] = [name for name, _, _ in _expand_method(method, overrides or {})]
+    baseline = config["baseline"]
+    others = [n for m, runs in names.items() if m != baseline for n in runs]
+    declared = config.get("report", {}).get("primary")
+    key = "workflow config key report.primary"
+    example = f"report.primary: {{run: {others[0] if others else 'xml'}, metric: map_at_r, split: test}}"
+    if declared is None:
+        if not others:
+            return []  # nothing to compare with the baseline
+        if len(others) == 1:
+            return [PrimaryComparison(others[0], PRIMARY_METRIC, "test", declared=False)]
+        raise ConfigError(
+            f"{key} is missing and the config has {len(others)} runs besides the baseline "
+            f"({', '.join(others) or 'none'}): declare the comparison that answers the experiment's question "
+            f"before the run, e.g. {example}; every other comparison is then reported as exploratory"
+        )
+    out = []
+    for entry in declared if isinstance(declared, list) else [declared]:
+        run = entry["run"]
+        if run == baseline or names.get(run) == [baseline]:
+            raise ConfigError(f"{key}: {run!r} is the baseline; name a run to compare with it")
+        if run in names and names[run] != [run]:
+            raise ConfigError(
+                f"{key}: {run!r} is a swept method ({', '.join(names[run])}); its setting would be picked on "
+                f"validation from the same seeds, which makes the primary test depend on the data. Name one run "
+                f"(e.g. {names[run][0]}), or give the method a single value"
+            )
+        if run not in others:
+            raise ConfigError(f"{key}: {run!r} is not a run of this config; runs besides the baseline: "
+                              f"{', '.join(others) or 'none'}")
+        primary = PrimaryComparison(run, entry.get("metric", PRIMARY_METRIC), entry.get("split", "test"))
+        if primary.metric not in TESTED_METRICS:
+            raise ConfigError(f"{key}: metric {primary.metric!r} is not tested; one of {', '.join(TESTED_METRICS)} "
+                              "(recall_at_1 equals precision_at_1)")
+        if primary.split == SEPARATED and all(d.get("protocol") != "mlrc_4fold" for d in config["datasets"].values()):
+            raise ConfigError(f"{key}: split {SEPARATED} exists only under protocol mlrc_4fold; use split test")
+        if "test" not in config.get("eval_splits", ["val", "test"]):
+            raise ConfigError(f"{key}: the primary comparison is on the test classes, but eval_splits leaves test "
+                              "out; add test to eval_splits")
+        if primary in out:
+            raise ConfigError(f"{key}: {primary} is declared twice")
+        out.append(primary)
+    return out
 
 
 def _protocol_folds(dataset: str, dcfg: dict) -> tuple[int, ...]:
