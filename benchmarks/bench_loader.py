@@ -7,8 +7,9 @@ one process on one torch thread, on generated JPEGs of the three MLRC datasets' 
 - Cars196: 700 x 480 (sizes vary widely; about the mean of the set);
 - SOP: 600 x 600 (eBay product photos, mostly square-ish, up to 640 px).
 
-Per core = images per second of CPU time of this process (wall time beside it). The headline
-lines pool the three sets (every set the same number of images). Also measured: how far a
+Per core = images per second of CPU time of this process (wall time beside it), the median of
+the rounds. Each set ends with the two `train transform (...)` lines; the last block pools the
+three sets (total images over total CPU time, every set the same number of images). Also measured: how far a
 training crop from the store (short side 256) is from the same crop of the original, on small
 crops (under 30% of the image) and on all, as a mean absolute difference in 0-255 units.
 
@@ -153,6 +154,10 @@ def main() -> int:
                     totals[kind][name][1] += sum(res[kind][name]["wall"])
                     print(f"  {kind:5s} {label[name]:15s} {cpu:7.0f} images/s per core (CPU time), "
                           f"{wall:7.0f} wall, {cpu / old:5.2f} x the old path")
+            for name in ("jpeg", "store"):  # the issue's lines, per set (medians of the rounds)
+                rate = args.images / statistics.median(res["train"][name]["cpu"])
+                old = args.images / statistics.median(res["train"]["old"]["cpu"])
+                print(f"train transform ({label[name]}): {rate:.0f} images/s per core, {rate / old:.1f} x the old path")
             small, every = crop_difference(prepared, 200)
             print(f"  store vs original training crops (same seeds): mean |difference| {small:.2f} of 255 on crops "
                   f"under 30% of the image, {every:.2f} on all")

