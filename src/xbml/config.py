@@ -32,6 +32,12 @@ DEFAULTS: dict[str, Any] = {
         # use only the first N classes of each split (0 = all); for quick experiments and tests
         "max_classes": 0,
         "fold": None,
+        # real images: `auto` reads the prepared image store when the dataset has one, `original`
+        # the original files (the reference), `store` insists on the store
+        "image_source": "auto",
+        # real images from original files: `cpu` decodes in the loader workers, `device` reads the
+        # JPEG bytes there and decodes each batch where the model runs (nvJPEG on CUDA)
+        "decode": "cpu",
     },
     "model": {
         "backbone": "glyph_convnet",
@@ -276,6 +282,8 @@ def _choices() -> dict[tuple[str, ...], tuple]:
         ("loss", "miner"): (None, "none", "auto", *miner_names()),
         ("optim", "name"): OPTIMIZERS,
         ("optim", "schedule"): SCHEDULES,
+        ("data", "image_source"): ("auto", "store", "original"),
+        ("data", "decode"): ("cpu", "device"),
         ("train", "amp"): ("auto", True, False),
         ("train", "channels_last"): ("auto", True, False),
     }

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from xbml.datasets.device_decode import batch_to_device
 from xbml.datasets.manifest import Manifest
 from xbml.datasets.torch_data import ManifestImages, eval_batches
 from xbml.errors import CheckpointError, DataError
@@ -23,7 +24,16 @@ def split_dataset(manifest: Manifest, split: str, data_cfg: dict) -> ManifestIma
         image_size=data_cfg["image_size"],
         resize=data_cfg["resize"],
         train=False,
+        **image_options(data_cfg),
     )
+
+
+def image_options(data_cfg: dict) -> dict:
+    """Where real images are read from and decoded (keys of configs older than the store: defaults)."""
+    return {
+        "image_source": data_cfg.get("image_source", "auto"),
+        "decode_on_device": data_cfg.get("decode", "cpu") == "device",
+    }
 
 
 @torch.no_grad()
@@ -38,11 +48,9 @@ def compute_embeddings(
     was_training = model.training
     model.eval()
     out = []
-    loader = eval_batches(dataset, batch_size, workers, pin_memory=device.type == "cuda")
+    loader = eval_batches(dataset, batch_size, workers, pin_memory=device.type == "cuda", channels_last=channels_last)
     for images, _ in tqdm(loader, desc="embed", disable=not progress, mininterval=2.0):
-        images = images.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = batch_to_device(images, device, channels_last)
         with autocast(device, bf16):
             e = model(images).embedding
         out.append(torch.nn.functional.normalize(e.float(), dim=1).cpu())

@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from miniature import BUILDERS, FileServer, Miniature, md5  # noqa: E402
 
 from xbml.datasets import download as dl  # noqa: E402
+from xbml.datasets.image_store import ImageStore  # noqa: E402
 from xbml.datasets.manifest import read_manifest  # noqa: E402
 from xbml.datasets.real_dataset import MARKER  # noqa: E402
 from xbml.datasets.registry import get_dataset  # noqa: E402
@@ -89,10 +90,12 @@ def test_fetch_and_prepare_end_to_end(name, minis, server, tmp_path):
     if name != "inshop":
         assert sorted(p.name for p in (tmp_path / "downloads").iterdir()) == sorted(mini.files)
 
-    ds.prepare(raw, out, val_fraction=0.2, seed=3)
+    ds.prepare(raw, out, val_fraction=0.2, seed=3, image_store=16)  # the uint8 store of every format
     m = read_manifest(out)
     info = json.loads((out / "dataset.json").read_text())
     assert info["name"] == name and info["channels"] == 3
+    store = ImageStore(m.image_store)
+    assert len(store) == len(m) and min(store.image(len(m) - 1).shape[1:]) == 16
     assert not os.path.isabs(info["image_root"])
     assert m.image_root == ds.image_root(raw).resolve()
     assert all((m.image_root / p).is_file() for p in m.images)

@@ -1,4 +1,5 @@
-"""Loading real images: the protocol's transforms, per-image seeds, and errors that name the file."""
+"""Loading real images: the protocol's transforms on uint8, per-image seeds (in workers and after a
+resume), and errors that name the file."""
 
 from __future__ import annotations
 
@@ -18,9 +19,7 @@ from xbml.datasets.torch_data import ManifestImages  # noqa: E402
 from xbml.errors import DataError  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def cub(tmp_path_factory):
-    work = tmp_path_factory.mktemp("cub")
+def _prepared_cub(work):
     mini = make_cub(work / "mini", per_class=2)
     archive = mini.files["CUB_200_2011.tgz"]
     ds = get_dataset("cub200")
@@ -34,6 +33,11 @@ def cub(tmp_path_factory):
     return read_manifest(work / "prepared")
 
 
+@pytest.fixture(scope="module")
+def cub(tmp_path_factory):
+    return _prepared_cub(tmp_path_factory.mktemp("cub"))
+
+
 def _images(manifest, train):
     rows = manifest.indices("train")
     return ManifestImages(manifest, rows, manifest.labels[rows], image_size=48, resize=56, train=train)
@@ -42,7 +46,7 @@ def _images(manifest, train):
 def test_eval_transform_resizes_and_centre_crops(cub):
     ds = _images(cub, train=False)
     x, y = ds[0]
-    assert x.shape == (3, 48, 48) and x.dtype == torch.float32
+    assert x.shape == (3, 48, 48) and x.dtype == torch.uint8  # normalised on the device
     assert torch.equal(x, ds[0][0])  # no randomness at evaluation
     assert y == cub.labels[ds.rows[0]]
 
@@ -69,4 +73,23 @@ def test_corrupt_and_missing_images_are_reported_by_path(cub):
     missing.unlink()
     with pytest.raises(DataError, match=f"image file missing: {missing}"):
         ds[2]
-    assert np.isfinite(ds[0][0].numpy()).all()  # the others still load
+    assert ds[0][0].shape == (3, 48, 48)  # the others still load
+
+
+def test_a_batch_is_the_same_in_workers_or_the_main_process_first_time_or_after_a_resume(tmp_path):
+    from xbml.datasets.torch_data import training_batches
+    from xbml.samplers import ClassDisjointHalvesSampler
+
+    ds = _images(_prepared_cub(tmp_path), train=True)  # its own copy: another test damages files
+    _, contiguous = np.unique(ds.targets, return_inverse=True)
+    sampler = ClassDisjointHalvesSampler(contiguous, 4, 2, seed=5)
+    main = [(x.clone(), y.clone()) for x, y in training_batches(ds, sampler, 0, 4, workers=0, pin_memory=False)]
+    workers = list(training_batches(ds, sampler, 0, 4, workers=2, pin_memory=False))
+    resumed = list(training_batches(ds, sampler, 2, 4, workers=0, pin_memory=False, channels_last=True))
+    assert all(x.dtype == torch.uint8 and x.shape == (8, 3, 48, 48) for x, _ in main)
+    for (a, la), (b, lb) in zip(main, workers):
+        assert torch.equal(a, b) and torch.equal(la, lb)
+    for (a, _), (b, _) in zip(main[2:], resumed):
+        assert torch.equal(a, b)
+    assert resumed[0][0].is_contiguous(memory_format=torch.channels_last)
+    assert not torch.equal(main[0][0], main[1][0])

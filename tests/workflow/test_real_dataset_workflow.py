@@ -1,6 +1,7 @@
 """A miniature CUB-200-2011, in its real format and served over HTTP on 127.0.0.1, through the
-whole workflow under MLRC's 4-fold protocol: download, checksum, DVC, prepare, ResNet training of
-4 fold models (baseline and XML), evaluation concatenated and separately, the report."""
+whole workflow under MLRC's 4-fold protocol: download, checksum, DVC, prepare (with the uint8
+image store), ResNet training of 4 fold models (baseline and XML) on the store, evaluation
+concatenated and separately, the report."""
 
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ def test_miniature_cub_runs_the_mlrc_4fold_protocol_through_the_workflow(tmp_pat
                     "sources": "config/mini-sources.yaml",
                     "protocol": "mlrc_4fold",
                     "val_fraction": 0.0,
+                    "image_store": 72,  # = data.resize: training and evaluation read the prepared store
                 }
             },
             "methods": {"baseline": {}, "xml": {"xml.weight": 0.1}},
@@ -68,6 +70,8 @@ def test_miniature_cub_runs_the_mlrc_4fold_protocol_through_the_workflow(tmp_pat
         run(["snakemake", "--cores", "2", "all"], repo)
         assert server.gets("/cub/CUB_200_2011.tgz"), "the archive was not downloaded from the local server"
 
+    store = json.loads((repo / "data/prepared/cub200/dataset.json").read_text())["image_store"]
+    assert (repo / "data/prepared/cub200" / store / "images.u8").is_file()
     table = pd.read_csv(repo / "results/cub200/metrics.csv")
     for method in ("baseline", "xml"):
         root = repo / f"results/cub200/{method}"

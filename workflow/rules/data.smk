@@ -52,6 +52,12 @@ rule prepare:
     params:
         val=lambda wc: dataset_cfg(wc)["val_fraction"],
         seed=lambda wc: dataset_cfg(wc)["split_seed"],
+        # the uint8 image store (datasets.<d>.image_store: its short side), or nothing
+        store=lambda wc: (
+            f"--image-store {int(dataset_cfg(wc)['image_store'])}"
+            if dataset_cfg(wc).get("image_store")
+            else ""
+        ),
     shell:
         "python -m xbml prepare {wildcards.dataset:q} --raw {input.raw:q} --out {output:q} "
-        "--val-fraction {params.val:q} --seed {params.seed:q} > {log:q} 2>&1"
+        "--val-fraction {params.val:q} --seed {params.seed:q} {params.store} > {log:q} 2>&1"

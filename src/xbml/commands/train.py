@@ -12,7 +12,10 @@ def add_arguments(p) -> None:
                    help="override a config key, e.g. --set xml.weight=0.1 (repeatable)")
     p.add_argument("--seed", type=int, default=None, help="shorthand for --set seed=N")
     p.add_argument("--out", required=True, help="run folder: model.pt, logs, checkpoints/")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: the job's allocation)")
+    p.add_argument(
+        "--threads", type=int, default=0,
+        help="CPUs of this job: torch threads less one per data.workers loader process (default: the job's allocation)",
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     # labels for run.json; the workflow passes them (workflow/rules/common.smk, train_args)
     p.add_argument("--dataset", default=None, help="dataset name recorded in run.json")

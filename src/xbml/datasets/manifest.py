@@ -7,7 +7,8 @@
   for protocols such as In-Shop) and ``fold`` (0-3 class-disjoint folds of the
   training classes, -1 elsewhere);
 - ``dataset.json``: name, where the images are (``image_root`` folder or
-  ``array_store`` .npz with an ``images`` uint8 array), channels and counts.
+  ``array_store`` .npz with an ``images`` uint8 array; a real dataset may also have an
+  ``image_store``, its images decoded and resized once), channels and counts.
 
 Training, embedding and evaluation read only this, so a new dataset only has
 to write it.
@@ -85,6 +86,13 @@ class Manifest:
         if self.root is None or "array_store" not in self.info:
             return None
         return (self.root / self.info["array_store"]).resolve()
+
+    @property
+    def image_store(self) -> Path | None:
+        """The folder of the prepared uint8 image store of a real dataset (xbml.datasets.image_store)."""
+        if self.root is None or "image_store" not in self.info:
+            return None
+        return (self.root / self.info["image_store"]).resolve()
 
 
 def validate(m: Manifest) -> None:

@@ -64,6 +64,7 @@ from xbml.datasets.download import (
     file_hash,
     mismatch_message,
 )
+from xbml.datasets.image_store import STORE_FOLDER, build_image_store
 from xbml.datasets.manifest import Manifest, split_classes, write_manifest
 from xbml.datasets.sources import FileSpec, Source, resolve_sources, sources_schema
 from xbml.errors import DataError
@@ -402,8 +403,12 @@ class RealDataset(Dataset):
         return ann
 
     @classmethod
-    def prepare(cls, raw_dir, out_dir, val_fraction: float = 0.2, seed: int = 0) -> None:
-        """Parse the raw annotations, check them, and write manifest.csv + dataset.json into `out_dir`."""
+    def prepare(
+        cls, raw_dir, out_dir, val_fraction: float = 0.2, seed: int = 0, image_store: int | None = None,
+        progress: bool = False,
+    ) -> None:
+        """Parse the raw annotations, check them, and write manifest.csv + dataset.json into `out_dir`;
+        with `image_store` (a short side in pixels) also the uint8 image store (xbml.datasets.image_store)."""
         raw, out = Path(raw_dir), Path(out_dir)
         cls.check_val_fraction(val_fraction)
         if not raw.is_dir():
@@ -426,6 +431,11 @@ class RealDataset(Dataset):
         split, fold = split_classes(ann.labels, test_classes, val_fraction, seed)
         roles = np.where(np.isin(ann.partition, ("query", "gallery")), ann.partition, "both").astype(object)
         out.mkdir(parents=True, exist_ok=True)
+        store_record = None
+        if image_store:
+            store_record = build_image_store(
+                [root / p for p in ann.images], out / STORE_FOLDER, int(image_store), (recorded or {}).get("files"), progress
+            )
         info = {
             "name": cls.name,
             "title": cls.title,
@@ -435,6 +445,9 @@ class RealDataset(Dataset):
             "val_fraction": val_fraction,
             "seed": seed,
         }
+        if store_record is not None:
+            info["image_store"] = STORE_FOLDER
+            info["image_store_sha256"] = store_record["data_sha256"]
         write_manifest(
             out,
             Manifest(

@@ -3,23 +3,41 @@
 Training items are (row, seed) pairs: each image's augmentation is drawn from
 its own seed, so a batch is the same whether it is loaded in the main process
 or a worker, first time or after a resume.
+
+Real images leave the workers as uint8 batches (channels_last when the model is), in pinned
+memory when the model is on a GPU, from persistent workers; conversion to float and the
+backbone's normalisation happen on the device (xbml.models.input_normalisation).
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from xbml.datasets import array_store
+from xbml.datasets import fast_transforms as ft
+from xbml.datasets.device_decode import EncodedImage, collate, encode, image_size_of
+from xbml.datasets.image_store import ImageStore
 from xbml.datasets.manifest import Manifest
 from xbml.errors import DataError, XbmlError
+from xbml.models.input_normalisation import IMAGENET_RGB
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# the display code un-normalises glyph and legacy float images with these
+IMAGENET_MEAN, IMAGENET_STD = IMAGENET_RGB.mean, IMAGENET_RGB.std
+
+
+IMAGE_SOURCES = ("auto", "store", "original")
 
 
 class ManifestImages(Dataset):
+    """Items of a manifest. Glyphs (array store): float, normalised here, as always. Real images:
+    uint8 (3, size, size), from the prepared image store or the original files; the model's
+    `DeviceNormalisation` converts them on the device. With `decode_on_device` a real image
+    leaves as its JPEG bytes and crop box (`EncodedImage`) and is decoded with its batch."""
+
     def __init__(
         self,
         manifest: Manifest,
@@ -29,6 +47,8 @@ class ManifestImages(Dataset):
         resize: int = 256,
         train: bool = False,
         augment: bool = True,
+        image_source: str = "auto",
+        decode_on_device: bool = False,
     ):
         self.manifest = manifest
         self.rows = np.asarray(rows)
@@ -47,6 +67,8 @@ class ManifestImages(Dataset):
                 [manifest.images[r] for r in self.rows.tolist()], len(self.images), self.store,
                 manifest.root / "manifest.csv",
             )
+        self.image_store = open_image_store(manifest, image_source) if self.images is None else None
+        self.decode_on_device = bool(decode_on_device) and self.images is None and self.image_store is None
         self._position = {int(r): i for i, r in enumerate(self.rows)}
 
     def __len__(self) -> int:
@@ -66,36 +88,38 @@ class ManifestImages(Dataset):
             img = padded[:, dy : dy + img.shape[1], dx : dx + img.shape[2]]
         return (img - 0.5) / 0.5
 
-    # -- image files (real datasets): the protocol's transforms ------------------------------
-    def _file_image(self, row: int, seed: int | None) -> torch.Tensor:
-        from PIL import Image, UnidentifiedImageError
-        from torchvision.transforms import v2 as T
-
-        path = self.manifest.image_root / self.manifest.images[row]
-        try:
-            with Image.open(path) as im:
-                im = im.convert("RGB")
-        except FileNotFoundError:
-            raise DataError(f"image file missing: {path}; re-run `xbml fetch` for this dataset") from None
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(f"corrupt image file {path}: {exc}") from None
+    # -- real images: the protocol's transforms on uint8 ------------------------------------
+    def _store_image(self, row: int, seed: int | None) -> torch.Tensor:
+        image = self.image_store.image(row)
         if self.augment and seed is not None:
-            ops = [T.RandomResizedCrop(self.image_size, scale=(0.16, 1.0), antialias=True), T.RandomHorizontalFlip()]
-        else:
-            ops = [T.Resize(self.resize, antialias=True), T.CenterCrop(self.image_size)]
-        pipeline = T.Compose(
-            [T.PILToTensor(), *ops, T.ToDtype(torch.float32, scale=True), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-        )
-        if seed is None:
-            return pipeline(im)
-        # torchvision draws from the global RNG: fork it so a seed decides this image alone
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed))
-            return pipeline(im)
+            original = self.image_store.original_size(row)
+            # the box is drawn on the original's size: the same region as from the JPEG
+            aug = ft.scale_box(ft.draw_augmentation(seed, *original), original, tuple(image.shape[1:]))
+            return ft.augmented_crop(image, aug, self.image_size)
+        if self.image_store.short_side == self.resize:
+            return ft.centre_crop(image, self.image_size)  # the store holds the evaluation resize
+        return ft.eval_view(image, self.resize, self.image_size)
 
-    def load(self, row: int, seed: int | None = None) -> torch.Tensor:
+    def _file_image(self, row: int, seed: int | None) -> torch.Tensor:
+        image = ft.decode(self.manifest.image_root / self.manifest.images[row])
+        if self.augment and seed is not None:
+            return ft.augmented_crop(image, ft.draw_augmentation(seed, *image.shape[1:]), self.image_size)
+        return ft.eval_view(image, self.resize, self.image_size)
+
+    def _encoded_image(self, row: int, seed: int | None) -> EncodedImage:
+        path = self.manifest.image_root / self.manifest.images[row]
+        aug = None
+        if self.augment and seed is not None:
+            aug = ft.draw_augmentation(seed, *image_size_of(path))
+        return encode(path, aug, self.image_size, self.resize)
+
+    def load(self, row: int, seed: int | None = None):
         if self.images is not None:
             return self._array_image(row, seed)
+        if self.image_store is not None:
+            return self._store_image(row, seed)
+        if self.decode_on_device:
+            return self._encoded_image(row, seed)
         return self._file_image(row, seed)
 
     def __getitem__(self, item):
@@ -104,6 +128,27 @@ class ManifestImages(Dataset):
             return self.load(row, seed), int(self.targets[self._position[row]])
         row = int(self.rows[item])
         return self.load(row), int(self.targets[item])
+
+
+def open_image_store(manifest: Manifest, image_source: str) -> ImageStore | None:
+    """The prepared image store when the manifest has one and `image_source` allows it."""
+    if image_source not in IMAGE_SOURCES:
+        raise DataError(f"data.image_source is {image_source!r}; valid values: {', '.join(IMAGE_SOURCES)}")
+    folder = manifest.image_store
+    if image_source == "original" or (folder is None and image_source == "auto"):
+        return None
+    if folder is None:
+        raise DataError(
+            f"data.image_source is 'store' but {manifest.root} has no image store; run `python -m xbml prepare` "
+            "with --image-store (or `image_store:` in the dataset's block of config.yaml), or use 'auto'"
+        )
+    store = ImageStore(folder)
+    if len(store) != len(manifest):
+        raise DataError(
+            f"the image store in {folder} holds {len(store):,} images but the manifest lists {len(manifest):,}; "
+            "prepare the dataset again"
+        )
+    return store
 
 
 class _BatchSchedule:
@@ -121,7 +166,9 @@ class _BatchSchedule:
             yield list(zip(self.rows[idx].tolist(), seeds.tolist()))
 
 
-def training_batches(dataset: ManifestImages, sampler, start: int, stop: int, workers: int, pin_memory: bool):
+def training_batches(
+    dataset: ManifestImages, sampler, start: int, stop: int, workers: int, pin_memory: bool, channels_last: bool = False
+):
     """Iterate (images, labels) for iterations [start, stop)."""
     schedule = _BatchSchedule(sampler, dataset.rows, start, stop)
     if workers == 0 and dataset.images is not None:
@@ -136,16 +183,24 @@ def training_batches(dataset: ManifestImages, sampler, start: int, stop: int, wo
         dataset,
         batch_sampler=schedule,
         num_workers=workers,
+        collate_fn=functools.partial(collate, channels_last=channels_last),
         pin_memory=pin_memory,
-        persistent_workers=False,
+        # one pass over the whole schedule: the workers live as long as the run
+        persistent_workers=workers > 0,
         prefetch_factor=4 if workers else None,
     ))
 
 
-def eval_batches(dataset: ManifestImages, batch_size: int, workers: int, pin_memory: bool):
-    return _OneLineErrors(
-        DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=pin_memory)
-    )
+def eval_batches(dataset: ManifestImages, batch_size: int, workers: int, pin_memory: bool, channels_last: bool = False):
+    return _OneLineErrors(DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=functools.partial(collate, channels_last=channels_last),
+        pin_memory=pin_memory,
+        persistent_workers=workers > 0,
+    ))
 
 
 def worker_message(text: str) -> str:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from xbml.errors import ConfigError
+from xbml.models.input_normalisation import CAFFE_BGR, IMAGENET_RGB, InputConvention
 from xbml.registry import Registry
 
 BACKBONES: Registry = Registry("backbone")
@@ -24,6 +25,8 @@ class Backbone(nn.Module):
 
     out_channels: int
     in_channels: int = 3
+    # what a uint8 batch is turned into on the device (xbml.models.input_normalisation)
+    input_convention: InputConvention = IMAGENET_RGB
 
 
 def _conv_block(cin: int, cout: int, pool: type[nn.Module] | None) -> nn.Sequential:
@@ -147,3 +150,24 @@ def build_backbone(name: str, in_channels: int, pretrained: bool = False, weight
     if not name.startswith("glyph_convnet"):
         in_channels = 3  # torchvision nets take RGB; grey images are expanded in forward
     return cls(in_channels=in_channels, pretrained=pretrained, weights_path=weights_path)
+
+
+@BACKBONES.register("bn_inception")
+class BNInception(Backbone):
+    """BN-Inception with the Caffe-ported ImageNet weights DML work uses (xbml.models.bn_inception):
+    a 1024-channel 7x7 map of a 224 crop; its input is BGR 0-255 minus the mean, on the device."""
+
+    input_convention = CAFFE_BGR
+
+    def __init__(self, in_channels: int = 3, pretrained: bool = False, weights_path: str | None = None):
+        super().__init__()
+        from xbml.models.bn_inception import BNInceptionFeatures, load_bn_inception_state, load_into
+
+        self.in_channels = in_channels
+        self.features = BNInceptionFeatures()
+        self.out_channels = self.features.out_channels
+        if pretrained:
+            load_into(self.features, load_bn_inception_state(weights_path))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)

@@ -9,6 +9,7 @@ from torch import nn
 
 from xbml.models.backbones import build_backbone
 from xbml.models.heads import EmbeddingHead
+from xbml.models.input_normalisation import DeviceNormalisation
 
 
 @dataclass
@@ -22,6 +23,8 @@ class EmbeddingModel(nn.Module):
     def __init__(self, backbone: nn.Module, embedding_dim: int):
         super().__init__()
         self.backbone = backbone
+        # uint8 batches become what the backbone's weights expect, where the model runs
+        self.normalise = DeviceNormalisation(backbone.input_convention)
         self.head = EmbeddingHead(backbone.out_channels, embedding_dim)
 
     @property
@@ -29,7 +32,7 @@ class EmbeddingModel(nn.Module):
         return self.backbone.out_channels
 
     def forward(self, images: torch.Tensor) -> ModelOutput:
-        fmap = self.backbone(images)
+        fmap = self.backbone(self.normalise(images))
         pooled = fmap.float().mean(dim=(2, 3))
         return ModelOutput(feature_map=fmap, pooled=pooled, embedding=self.head(pooled))
 

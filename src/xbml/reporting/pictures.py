@@ -138,8 +138,13 @@ class DisplayImages:
     def to_display(self, x) -> np.ndarray:
         from xbml.datasets.torch_data import IMAGENET_MEAN, IMAGENET_STD
 
+        import torch
+
+        raw = x.dtype == torch.uint8  # real images travel as uint8 and are normalised on the device
         x = x.detach().float().cpu().numpy()
-        if self.array_store:
+        if raw:
+            x = x / 255.0
+        elif self.array_store:
             x = x * 0.5 + 0.5
         else:
             x = x * np.array(IMAGENET_STD)[:, None, None] + np.array(IMAGENET_MEAN)[:, None, None]

@@ -26,6 +26,13 @@ def job_threads(requested: int = 0) -> int:
     return 1
 
 
+def torch_threads(allocation: int, loader_workers: int) -> int:
+    """Torch threads of a job whose loader has `loader_workers` processes: its CPUs (`job_threads`)
+    minus one per worker, at least 1, so that torch threads and loader workers do not
+    oversubscribe the CPUs the scheduler gave the job (without workers: all of them, as before)."""
+    return max(1, job_threads(allocation) - loader_workers)
+
+
 def set_threads(n: int) -> None:
     torch.set_num_threads(n)
     with contextlib.suppress(RuntimeError):  # may only be set once per process

@@ -15,11 +15,12 @@ import torch
 
 from xbml import __version__
 from xbml.atomic import write_json, write_text
+from xbml.datasets.device_decode import batch_to_device
 from xbml.datasets.manifest import read_manifest
 from xbml.datasets.torch_data import ManifestImages, training_batches
 from xbml.config import validate_values
 from xbml.errors import CheckpointError, DataError
-from xbml.inference import compute_embeddings
+from xbml.inference import compute_embeddings, image_options
 from xbml.os_errors import save_torch
 from xbml.losses.base_losses import build_base_loss
 from xbml.metric_names import RANK_METRICS
@@ -30,7 +31,9 @@ from xbml.training import distributed as dist
 from xbml.training.cpu_slots import cpu_slot
 from xbml.training.checkpoint import config_fingerprint, load_checkpoint, save_checkpoint
 from xbml.training.health import diverged, embedding_problem, non_finite_tensor
-from xbml.training.device import job_threads, select_device, set_threads, use_bf16, use_channels_last, autocast
+from xbml.training.device import (
+    autocast, select_device, set_threads, torch_threads, use_bf16, use_channels_last,
+)
 from xbml.training.objective import Objective
 from xbml.training.run_log import JsonlLog, read_jsonl
 
@@ -93,7 +96,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.ckpt_path = self.out_dir / "checkpoints" / "last.pt"
         self.rank, self.world = dist.rank(), dist.world_size()
-        set_threads(job_threads(threads or cfg["train"]["threads"]))
+        set_threads(torch_threads(threads or cfg["train"]["threads"], cfg["data"]["workers"]))
         self.device = dist.device_for_rank(select_device(cfg["train"]["device"]))
         self.bf16 = use_bf16(cfg["train"]["amp"], self.device)
         self.channels_last = use_channels_last(cfg["train"]["channels_last"], self.device)
@@ -111,7 +114,7 @@ class Trainer:
         self.in_channels = int(self.manifest.info.get("channels", 3))
         self.train_set = ManifestImages(
             self.manifest, train_rows, contiguous, data_cfg["image_size"], data_cfg["resize"],
-            train=True, augment=data_cfg["train_augment"],
+            train=True, augment=data_cfg["train_augment"], **image_options(data_cfg),
         )
         self.sampler = ClassDisjointHalvesSampler(
             contiguous, cfg["sampler"]["classes_per_batch"], cfg["sampler"]["images_per_class"], cfg["seed"]
@@ -228,7 +231,7 @@ class Trainer:
             data_cfg = self.cfg["data"]
             self.val_set = ManifestImages(
                 self.manifest, self.val_rows, self.manifest.labels[self.val_rows],
-                data_cfg["image_size"], data_cfg["resize"],
+                data_cfg["image_size"], data_cfg["resize"], **image_options(data_cfg),
             )
         self._check_finite()  # an overflowed parameter is the cause; degenerate embeddings its symptom
         emb = compute_embeddings(
@@ -259,7 +262,7 @@ class Trainer:
         self._train_mode()
         batches = training_batches(
             self.train_set, dist.RankedSampler(self.sampler, self.rank, self.world), self.iteration, total,
-            self.cfg["data"]["workers"], pin_memory=self.device.type == "cuda",
+            self.cfg["data"]["workers"], pin_memory=self.device.type == "cuda", channels_last=self.channels_last,
         )
         bar = tqdm(
             total=total, initial=self.iteration, desc=f"train {self.out_dir.parent.name}/{self.out_dir.name}", unit="it",
@@ -270,10 +273,8 @@ class Trainer:
         split = self.sampler.split
         for images, labels in batches:
             t0 = time.perf_counter()
-            images = images.to(self.device, non_blocking=True)
+            images = batch_to_device(images, self.device, self.channels_last)
             labels = labels.to(self.device, non_blocking=True)
-            if self.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
             with autocast(self.device, self.bf16):
                 terms = model(images, labels, split, self.iteration)
             loss = terms["loss"]
