@@ -16,6 +16,9 @@ PYTHON = sys.executable
 
 # tests never write into the user's caches or print analytics banners
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+# the tests check behaviour, not throughput: their trainings do not queue for CPU slots
+# (xbml.training.cpu_slots; tests/training/test_cpu_slots.py sets its own)
+os.environ["XBML_CPU_SLOTS"] = "off"
 
 
 def copy_repository(dest: Path) -> Path:

@@ -65,7 +65,7 @@ def test_the_queue_position_travels_with_the_state_dict():
 
 
 def test_nothing_is_remembered_before_the_start_iteration_and_the_miner_sees_the_memory():
-    reg = _xbm(["xbm.start_iteration=2"])
+    reg = _xbm(["xbm.start_iteration=2", "loss.miner=auto"])
     assert reg.memory.miner is not None  # contrastive's pair-margin miner mines batch x memory
     (e0, y0), (e1, y1), (e2, y2) = _batches(3)
     assert _loss(reg, e0, y0, 0).item() == 0.0 and _loss(reg, e1, y1, 1).item() == 0.0

@@ -40,6 +40,7 @@ except XbmlError as exc:
 CONFIG_PATH = str((workflow.overwrite_configfiles or ["config/config.yaml"])[-1])
 # the captions of the report's figures; relative, so that moving the checkout changes no input
 CAPTIONS = os.path.relpath(Path(workflow.basedir) / "report")
+CAPTION_FILES = sorted(str(p) for p in Path(CAPTIONS).glob("*.rst"))
 DATASETS = list(CONFIG["datasets"])
 SPLITS = CONFIG["eval_splits"]
 SPLIT_WORDS = " ".join(shlex.quote(s) for s in SPLITS)
@@ -145,9 +146,10 @@ def curves_of(dataset):
 
 
 def report_inputs(wildcards):
-    """Every file `xbml report` opens: the table, the data version, each model's summary, logs, model
-    and test embeddings (pictures), the prepared images, the config, the captions, and the benchmark
-    files of the jobs before it (the page's cost table)."""
+    """The files `xbml report` opens beyond the table, the data version, the prepared images, the
+    config and the captions (named in the rule): each model's run record, summary, logs and model, its
+    test embeddings (pictures), and the benchmark files of the jobs before it (the cost table).
+    """
     dataset = wildcards.dataset
     runs = runs_of(dataset)
     folders = [f for r in runs for f in r.model_folders]
@@ -161,15 +163,10 @@ def report_inputs(wildcards):
     bench = f"results/{dataset}/benchmarks"
     models = [(r.name, m) for r in runs for m in r.models]
     return {
-        "metrics": f"results/{dataset}/metrics.csv",
-        "version": f"results/{dataset}/data_version.json",
         "runs": [f"{folder}/{name}" for folder in folders for name in files],
         "embeddings": (
             [f"{f}/embeddings_test.npz" for f in folders] if "test" in SPLITS else []
         ),
-        "prepared": f"data/prepared/{dataset}",
-        "config": CONFIG_PATH,
-        "captions": sorted(str(p) for p in Path(CAPTIONS).glob("*.rst")),
         "benchmarks": [f"{bench}/fetch.tsv"]
         + [
             f"{bench}/{rule}/{run}/{model}.tsv"

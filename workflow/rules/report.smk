@@ -1,5 +1,7 @@
 # The seaborn/HTML report of a dataset (reports/<dataset>/), also shown by `snakemake --report`.
 
+import os
+
 from xbml.reporting.figures import FIGURES
 
 
@@ -7,7 +9,14 @@ from xbml.reporting.figures import FIGURES
 # apply), so `snakemake --report` holds them all, captioned by the same .rst files as the page
 rule report:
     input:
-        unpack(report_inputs),
+        metrics="results/{dataset}/metrics.csv",
+        version="results/{dataset}/data_version.json",
+        runs=lambda wc: report_inputs(wc)["runs"],
+        embeddings=lambda wc: report_inputs(wc)["embeddings"],
+        prepared="data/prepared/{dataset}",
+        config=CONFIG_PATH,
+        captions=CAPTION_FILES,
+        benchmarks=lambda wc: report_inputs(wc)["benchmarks"],
     output:
         **{
             Path(name).stem: report(
@@ -43,7 +52,8 @@ rule report:
     conda:
         "../../environment.yml"
     params:
-        captions=CAPTIONS,
+        # the folder of the caption files, from the inputs (the lint's advice for path prefixes)
+        captions=lambda wc, input: os.path.dirname(input.captions[0]),
     shell:
         "python -m xbml report --config {input.config:q} --dataset {wildcards.dataset:q} "
         "--metrics {input.metrics:q} --prepared {input.prepared:q} --captions {params.captions:q} "

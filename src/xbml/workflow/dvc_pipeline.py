@@ -65,7 +65,9 @@ def summarize(config: dict, dataset: str, out: str | Path, metrics_csv: str | Pa
         if stale.name not in wanted:  # a run dropped from the config leaves no curve in the plots
             stale.unlink()
     df = read_metrics_table(metrics_csv)
-    df = df[df["dataset"].astype(str) == dataset]
+    # the splits the config evaluates now (a table written before `eval_splits` changed may hold more)
+    planned = {s for r in runs for s in r.row_splits(config["eval_splits"])}
+    df = df[(df["dataset"].astype(str) == dataset) & df["split"].isin(planned)]
     order = list(dict.fromkeys(r.name for r in runs))
     summary: dict[str, dict] = {name: {} for name in order if name in set(df["run"])}
     for split in dict.fromkeys(df["split"]):
