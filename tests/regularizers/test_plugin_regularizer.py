@@ -79,12 +79,12 @@ def test_a_plugin_regulariser_runs_through_every_step(tmp_path):
     prepared = make_blob_dataset(tmp_path / "prepared", classes=24, per_class=8, val_fraction=0.25)
     results = tmp_path / "results"
     workflow = {"datasets": {"syn": {"train_config": str(tmp_path / "train.yaml")}},
-                "methods": {"baseline": {}, "spread": {"spread.weight": 0.3}}, "baseline": "baseline", "seeds": [0, 1],
+                "methods": {"baseline": {}, "spread": {"spread.weight": 0.3}}, "baseline": "baseline", "seeds": [0],
                 "report": {"retrieval_queries": 0, "tsne_classes": 0}}
     (tmp_path / "train.yaml").write_text("{}\n")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(workflow))
     for method, sets in (("baseline", []), ("spread", ["spread.weight=0.3"])):
-        for seed in (0, 1):
+        for seed in (0,):  # one seed: the plumbing, not the statistics, is under test here
             out = results / "syn" / method / f"seed{seed}"
             words = [w for s in [*tiny_train_overrides(prepared, 16), "train.eval_every=8", *sets]
                      for w in ("--set", s)]
@@ -113,7 +113,7 @@ def test_a_plugin_regulariser_runs_through_every_step(tmp_path):
     table = tmp_path / "metrics.csv"
     _xbml("aggregate", "--config", tmp_path / "config.yaml", "--dataset", "syn", "--results", results, "--out", table,
           cwd=ROOT)
-    assert len(pd.read_csv(table)) == 2 * 2 * 2
+    assert len(pd.read_csv(table)) == 2 * 2  # 2 runs x (val, test)
     page = tmp_path / "report" / "index.html"
     _xbml("report", "--config", tmp_path / "config.yaml", "--dataset", "syn", "--results", results, "--metrics", table,
           "--out", page, cwd=ROOT)
@@ -122,7 +122,7 @@ def test_a_plugin_regulariser_runs_through_every_step(tmp_path):
     assert "spread: the spread penalty" in block[:block.index("</ul>")]
     rows = text[text.index('id="regularizer-seeds"'):]
     assert "norm of the batch-mean embedding" in rows[:rows.index("</table>")]
-    assert rows[:rows.index("</table>")].count("<tr") - 1 == 2  # one row per seed
+    assert rows[:rows.index("</table>")].count("<tr") - 1 == 1  # one row per seed
     assert (page.parent / "regularizer_losses.png").read_bytes()[:4] == b"\x89PNG"
     assert 'id="fig-regularizer_losses"' in text and math.isfinite(summary["final_loss"])
     # the one run besides the baseline is the primary comparison, said to be a default

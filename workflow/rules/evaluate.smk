@@ -69,6 +69,8 @@ rule aggregate:
         "../../environment.yml"
     params:
         config=CONFIG_PATH,
+        # the evaluated splits decide the table's rows: a change of eval_splits reruns it
+        splits=SPLIT_WORDS,
     shell:
         "python -m xbml aggregate --config {params.config:q} --dataset {wildcards.dataset:q} "
         "--out {output:q} > {log:q} 2>&1"
@@ -95,7 +97,7 @@ rule dvc_curves:
 
 rule dvc_metrics:
     input:
-        metrics="results/{dataset}/metrics.csv",
+        metrics=lambda wc: metrics_of(wc.dataset),
         curves=lambda wc: curves_of(wc.dataset),
     output:
         metrics="metrics/{dataset}/metrics.json",
@@ -109,7 +111,7 @@ rule dvc_metrics:
         out=subpath(output.metrics, parent=True),
     shell:
         "python -m xbml dvc-pipeline --config {params.config:q} --dataset {wildcards.dataset:q} "
-        "--metrics {input.metrics:q} --out {params.out:q} > {log:q} 2>&1"
+        "--out {params.out:q} > {log:q} 2>&1"
 
 
 # a second of CPU each: not worth a cluster job (report.smk lists the other local rules)
