@@ -21,6 +21,22 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ["XBML_CPU_SLOTS"] = "off"
 
 
+# runs `xbml train` and SIGKILLs the process itself right after its checkpoint at KILL_AT is on
+# disk: a real kill -9 at a known point, not a race against the clock
+KILL_AFTER_CHECKPOINT = """
+import os, signal, sys
+import xbml.training.trainer as trainer
+from xbml.cli import main
+save = trainer.save_checkpoint
+def save_then_die(path, state):
+    save(path, state)
+    if state["iteration"] >= int(os.environ["KILL_AT"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+trainer.save_checkpoint = save_then_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def copy_repository(dest: Path) -> Path:
     """This checkout's tracked and untracked-but-not-ignored files, copied to `dest` (no .git)."""
     files = subprocess.run(

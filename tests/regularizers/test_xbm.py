@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import torch
 
-from conftest import PYTHON, ROOT, make_blob_dataset, tiny_train_overrides
+from conftest import KILL_AFTER_CHECKPOINT, PYTHON, ROOT, make_blob_dataset, tiny_train_overrides
 from xbml.config import load_config
 from xbml.errors import ConfigError
 from xbml.losses.base_losses import build_base_loss
@@ -95,20 +95,6 @@ def test_xml_base_prediction_pushes_nothing_into_the_memory(tmp_path):
     assert memory.queue_idx == (3 * 24) % 48 and memory.has_been_filled  # 24 embeddings per step, no more
     record = (tmp_path / "run/train_log.jsonl").read_text().splitlines()[0]
     assert '"loss_xbm"' in record and '"loss_xml"' in record and '"xbm_memory_fill"' in record
-
-
-KILL_AFTER_CHECKPOINT = """
-import os, signal, sys
-import xbml.training.trainer as trainer
-from xbml.cli import main
-save = trainer.save_checkpoint
-def save_then_die(path, state):
-    save(path, state)
-    if state["iteration"] >= int(os.environ["KILL_AT"]):
-        os.kill(os.getpid(), signal.SIGKILL)
-trainer.save_checkpoint = save_then_die
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 def test_a_killed_xbm_run_resumes_to_the_same_weights(tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import PYTHON, ROOT, make_blob_dataset, tiny_train_overrides
+from conftest import KILL_AFTER_CHECKPOINT, PYTHON, ROOT, make_blob_dataset, tiny_train_overrides
 from xbml.config import load_config
 from xbml.errors import CheckpointError, DataError, TrainingDiverged
 from xbml.training.trainer import Trainer, train
@@ -45,22 +45,6 @@ def test_same_seed_same_weights_different_seed_different(blob_dataset, tmp_path)
     _assert_same_weights(_weights(tmp_path / "a/model.pt"), _weights(tmp_path / "b/model.pt"))
     a, c = _weights(tmp_path / "a/model.pt"), _weights(tmp_path / "c/model.pt")
     assert any(not torch.equal(a[k], c[k]) for k in a)
-
-
-# runs `xbml train` and SIGKILLs the process itself right after its checkpoint at KILL_AT is on
-# disk: a real kill -9 at a known point, not a race against the clock
-KILL_AFTER_CHECKPOINT = """
-import os, signal, sys
-import xbml.training.trainer as trainer
-from xbml.cli import main
-save = trainer.save_checkpoint
-def save_then_die(path, state):
-    save(path, state)
-    if state["iteration"] >= int(os.environ["KILL_AT"]):
-        os.kill(os.getpid(), signal.SIGKILL)
-trainer.save_checkpoint = save_then_die
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 def test_killed_run_resumes_from_its_checkpoint_and_ends_identical(tmp_path):
