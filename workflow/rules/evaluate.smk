@@ -97,7 +97,7 @@ rule dvc_curves:
 
 rule dvc_metrics:
     input:
-        metrics=lambda wc: metrics_of(wc.dataset),
+        metrics="results/{dataset}/metrics.csv",
         curves=lambda wc: curves_of(wc.dataset),
     output:
         metrics="metrics/{dataset}/metrics.json",
@@ -111,7 +111,7 @@ rule dvc_metrics:
         out=subpath(output.metrics, parent=True),
     shell:
         "python -m xbml dvc-pipeline --config {params.config:q} --dataset {wildcards.dataset:q} "
-        "--out {params.out:q} > {log:q} 2>&1"
+        "--metrics {input.metrics:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 # a second of CPU each: not worth a cluster job (report.smk lists the other local rules)

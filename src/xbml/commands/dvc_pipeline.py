@@ -1,6 +1,6 @@
 """`python -m xbml dvc-pipeline`: the files DVC shows of a dataset (xbml.workflow.dvc_pipeline).
 
-    python -m xbml dvc-pipeline --config config/config.yaml --dataset D --out metrics/D
+    python -m xbml dvc-pipeline --config config/config.yaml --dataset D --metrics results/D/metrics.csv --out metrics/D
     python -m xbml dvc-pipeline --curve RUN/train_log.jsonl metrics/D/train_curves/RUN_seedK.csv
 
 dvc.yaml itself is hand-written and static: its stage runs Snakemake, which owns the DAG.
@@ -13,6 +13,7 @@ def add_arguments(p) -> None:
     p.add_argument("--config", default="config/config.yaml", help="workflow config")
     p.add_argument("--dataset", default=None, help="write metrics.json and runs.csv of this dataset's runs")
     p.add_argument("--out", default=None, help="folder for them (metrics/<dataset>)")
+    p.add_argument("--metrics", default=None, help="the dataset's metrics table (default results/<dataset>/metrics.csv)")
     p.add_argument("--curve", nargs=2, action="append", default=[], metavar=("JSONL", "CSV"),
                    help="convert a run's train/val log to CSV for `dvc plots` (repeatable)")
 
@@ -30,6 +31,7 @@ def run(args) -> int:
             raise XbmlError("dvc-pipeline --dataset needs --out (e.g. metrics/<dataset>)")
         from xbml.workflow.plan import load_workflow_config
 
-        summary = summarize(load_workflow_config(args.config), args.dataset, args.out)
+        metrics = args.metrics or f"results/{args.dataset}/metrics.csv"
+        summary = summarize(load_workflow_config(args.config), args.dataset, args.out, metrics)
         print(f"{args.dataset}: DVC metrics of {len(summary)} run settings in {args.out}")
     return 0

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torchvision.transforms.v2 import functional as F
 
 from xbml.errors import DataError
 
@@ -92,10 +91,14 @@ def augmented_crop(image: torch.Tensor, aug: Augmentation, size: int) -> torch.T
 
 def resize_short_side(image: torch.Tensor, resize: int) -> torch.Tensor:
     """The evaluation resize (torchvision's Resize(resize) on the uint8 tensor)."""
+    from torchvision.transforms.v2 import functional as F  # here: importing torchvision costs 4 CPU-s per job
+
     return F.resize(image, [resize], antialias=True)
 
 
 def centre_crop(image: torch.Tensor, size: int) -> torch.Tensor:
+    from torchvision.transforms.v2 import functional as F
+
     return F.center_crop(image, [size, size])
 
 

@@ -4,9 +4,9 @@ Training items are (row, seed) pairs: each image's augmentation is drawn from
 its own seed, so a batch is the same whether it is loaded in the main process
 or a worker, first time or after a resume.
 
-Real images leave the workers as uint8 batches (channels_last when the model is), in pinned
-memory when the model is on a GPU, from persistent workers; conversion to float and the
-backbone's normalisation happen on the device (xbml.models.input_normalisation).
+Images leave the loader as uint8 batches (channels_last when the model is), in pinned memory
+when the model is on a GPU, from persistent workers; conversion to float and the backbone's
+normalisation happen on the device (xbml.models.input_normalisation).
 """
 
 from __future__ import annotations
@@ -23,19 +23,15 @@ from xbml.datasets.device_decode import EncodedImage, collate, encode, image_siz
 from xbml.datasets.image_store import ImageStore
 from xbml.datasets.manifest import Manifest
 from xbml.errors import DataError, XbmlError
-from xbml.models.input_normalisation import IMAGENET_RGB
-
-# the display code un-normalises glyph and legacy float images with these
-IMAGENET_MEAN, IMAGENET_STD = IMAGENET_RGB.mean, IMAGENET_RGB.std
 
 
 IMAGE_SOURCES = ("auto", "store", "original")
 
 
 class ManifestImages(Dataset):
-    """Items of a manifest. Glyphs (array store): float, normalised here, as always. Real images:
-    uint8 (3, size, size), from the prepared image store or the original files; the model's
-    `DeviceNormalisation` converts them on the device. With `decode_on_device` a real image
+    """Items of a manifest, uint8 (C, size, size): glyphs from their array store, real images from
+    the prepared image store or the original files; the model's `DeviceNormalisation` converts
+    them on the device. With `decode_on_device` a real image
     leaves as its JPEG bytes and crop box (`EncodedImage`) and is decoded with its batch."""
 
     def __init__(
@@ -76,17 +72,24 @@ class ManifestImages(Dataset):
 
     # -- array store (embedded glyphs): already at size, small shifts only ------------------
     def _array_image(self, row: int, seed: int | None) -> torch.Tensor:
+        """uint8 (C, H, W); a training item is shifted by up to H/16 pixels, the uncovered border
+        filled with its top-left pixel's value (per channel)."""
         ref = self.manifest.images[row]
-        index = int(ref[1:])
-        img = torch.from_numpy(self.images[index].astype(np.float32)).div_(255.0)  # a writable copy
-        img = img.unsqueeze(0) if img.dim() == 2 else img.permute(2, 0, 1)
+        img = self.images[int(ref[1:])]
+        img = img[None] if img.ndim == 2 else img.transpose(2, 0, 1)
         if self.augment and seed is not None:
             g = torch.Generator().manual_seed(int(seed))
             pad = max(1, self.image_size // 16)
-            padded = torch.nn.functional.pad(img, (pad, pad, pad, pad), value=float(img[:, 0, 0].mean()))
-            dy, dx = torch.randint(0, 2 * pad + 1, (2,), generator=g).tolist()
-            img = padded[:, dy : dy + img.shape[1], dx : dx + img.shape[2]]
-        return (img - 0.5) / 0.5
+            dy, dx = (v - pad for v in torch.randint(0, 2 * pad + 1, (2,), generator=g).tolist())
+            _, h, w = img.shape
+            out = np.empty_like(img)
+            out[...] = img[:, :1, :1]
+            # out[y, x] = img[y + dy, x + dx] where that lies inside the image
+            out[:, max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)] = (
+                img[:, max(0, dy) : h - max(0, -dy), max(0, dx) : w - max(0, -dx)]
+            )
+            return torch.from_numpy(out)
+        return torch.from_numpy(img.copy())  # the store may be read-only (memory-mapped)
 
     # -- real images: the protocol's transforms on uint8 ------------------------------------
     def _store_image(self, row: int, seed: int | None) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from xbml.errors import ConfigError
-from xbml.models.input_normalisation import CAFFE_BGR, IMAGENET_RGB, InputConvention
+from xbml.models.input_normalisation import CAFFE_BGR, HALF_RANGE, IMAGENET_RGB, InputConvention
 from xbml.registry import Registry
 
 BACKBONES: Registry = Registry("backbone")
@@ -47,6 +47,7 @@ class GlyphConvNet(Backbone):
 
     pool: type[nn.Module] = nn.MaxPool2d
     widths: tuple[int, int, int, int] = (32, 64, 128, 128)
+    input_convention = HALF_RANGE
 
     def __init__(self, in_channels: int = 1, pretrained: bool = False, weights_path: str | None = None):
         super().__init__()

@@ -130,24 +130,13 @@ class DisplayImages:
         self.source = ManifestImages(
             self.manifest, rows, self.manifest.labels, data_cfg["image_size"], data_cfg["resize"], train=False
         )
-        self.array_store = self.source.images is not None
 
     def tensor(self, row: int):
         return self.source.load(int(row))
 
     def to_display(self, x) -> np.ndarray:
-        from xbml.datasets.torch_data import IMAGENET_MEAN, IMAGENET_STD
-
-        import torch
-
-        raw = x.dtype == torch.uint8  # real images travel as uint8 and are normalised on the device
-        x = x.detach().float().cpu().numpy()
-        if raw:
-            x = x / 255.0
-        elif self.array_store:
-            x = x * 0.5 + 0.5
-        else:
-            x = x * np.array(IMAGENET_STD)[:, None, None] + np.array(IMAGENET_MEAN)[:, None, None]
+        # images travel as uint8 and are normalised on the device, by the model
+        x = x.detach().cpu().numpy() / 255.0
         x = np.clip(x.transpose(1, 2, 0), 0, 1)
         return x[..., 0] if x.shape[2] == 1 else x
 

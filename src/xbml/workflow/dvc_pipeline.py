@@ -5,8 +5,10 @@ refuses a metrics or plots file inside another output, and the per-run files liv
 cached results/<dataset>/, so this module writes small copies beside it, under metrics/<dataset>/
 (git-tracked, `cache: false`), from the files the runs wrote:
 
-- metrics.json: per run setting and split, the mean over seeds of MAP@R, R-Precision, P@1
-- runs.csv: test metrics of every run and seed (one bar each)
+- metrics.json: per run setting and split, the mean over seeds of MAP@R, R-Precision, P@1, read
+  from results/<dataset>/metrics.csv (`xbml aggregate` computes every per-seed and per-fold value
+  once; this view only averages its rows)
+- runs.csv: test metrics of every run and seed (one bar each), the table's rows
 - train_curves/<run>_<model>.csv, val_curves/<run>_<model>.csv: train_log.jsonl / val_log.jsonl
   as CSV, which `dvc plots` reads (it has no JSON-lines parser); one file per trained model
   (<model> is seed<k>, or seed<k>-fold<j> under mlrc_4fold)
@@ -17,7 +19,6 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from statistics import fmean
 
 from xbml.errors import XbmlError
 from xbml.metric_names import RANK_METRICS
@@ -25,13 +26,6 @@ from xbml.training.run_log import read_jsonl
 from xbml.workflow.plan import expand_runs
 
 METRICS = RANK_METRICS
-
-
-def _read_metrics(path: Path) -> dict:
-    if not path.exists():
-        raise XbmlError(f"{path} is missing; run `snakemake --cores 8 all` (it evaluates every run) first")
-    data = json.loads(path.read_text())
-    return {k: float(data[k]) for k in METRICS}
 
 
 def _write_csv(path: Path, rows: list[dict], header: list[str] | None = None) -> None:
@@ -57,9 +51,12 @@ def jsonl_to_csv(source: str | Path, out: str | Path) -> int:
     return len(rows)
 
 
-def summarize(config: dict, dataset: str, out: str | Path, root: str | Path = ".") -> dict:
-    """Write metrics/<dataset>/ (see the module doc) for the runs the config names; returns metrics.json."""
-    root, out = Path(root), Path(out)
+def summarize(config: dict, dataset: str, out: str | Path, metrics_csv: str | Path) -> dict:
+    """Write metrics/<dataset>/ (see the module doc) from the dataset's metrics table, the one
+    place where per-seed (and per-fold) values are computed; returns metrics.json."""
+    from xbml.reporting.tables import read_metrics_table, summary_over_seeds
+
+    out = Path(out)
     runs = [r for r in expand_runs(config, check=False) if r.dataset == dataset]
     if not runs:
         raise XbmlError(f"the workflow config has no runs on dataset {dataset!r}")
@@ -67,26 +64,20 @@ def summarize(config: dict, dataset: str, out: str | Path, root: str | Path = ".
     for stale in [p for sub in ("train_curves", "val_curves") for p in (out / sub).glob("*.csv")]:
         if stale.name not in wanted:  # a run dropped from the config leaves no curve in the plots
             stale.unlink()
-    summary: dict[str, dict] = {}
-    per_run = []
-    for name in dict.fromkeys(r.name for r in runs):
-        seeds = [r for r in runs if r.name == name]
-        summary[name] = {}
-        for split in seeds[0].row_splits(config["eval_splits"]):
-            values = [_row_metrics(root, r, split) for r in seeds]
-            summary[name][split] = {k: round(fmean(v[k] for v in values), 6) for k in METRICS}
-            if split == "test":
-                per_run += [{"run": f"{r.name}/seed{r.seed}", **v} for r, v in zip(seeds, values)]
-        summary[name]["seeds"] = len(seeds)
-    if per_run:
-        _write_csv(out / "runs.csv", per_run)
-    else:  # no test split evaluated: the per-run bars show validation instead
-        _write_csv(out / "runs.csv", [{"run": f"{r.name}/seed{r.seed}", **_row_metrics(root, r, "val")} for r in runs])
+    df = read_metrics_table(metrics_csv)
+    # the splits the config evaluates now (a table written before `eval_splits` changed may hold more)
+    planned = {s for r in runs for s in r.row_splits(config["eval_splits"])}
+    df = df[(df["dataset"].astype(str) == dataset) & df["split"].isin(planned)]
+    order = list(dict.fromkeys(r.name for r in runs))
+    summary: dict[str, dict] = {name: {} for name in order if name in set(df["run"])}
+    for split in dict.fromkeys(df["split"]):
+        for rec in summary_over_seeds(df, split, order, METRICS).to_dict("records"):
+            summary[rec["run"]][split] = {m: round(rec[f"{m}_mean"], 6) for m in METRICS}
+            summary[rec["run"]]["seeds"] = rec["seeds"]
+    # the per-run bars: test, or validation where no test split was evaluated
+    split = "test" if "test" in set(df["split"]) else "val"
+    rows = df[df["split"] == split]
+    _write_csv(out / "runs.csv", [{"run": f"{r['run']}/seed{r['seed']}", **{m: r[m] for m in METRICS}}
+                                  for r in rows.to_dict("records")], header=["run", *METRICS])
     (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-def _row_metrics(root: Path, run, split: str) -> dict:
-    """A run's metrics of a split: its file's, or the mean over its fold models' files."""
-    values = [_read_metrics(root / source) for source in run.metric_sources(split)]
-    return {k: fmean(v[k] for v in values) for k in METRICS}
