@@ -93,3 +93,27 @@ def test_a_batch_is_the_same_in_workers_or_the_main_process_first_time_or_after_
         assert torch.equal(a, b)
     assert resumed[0][0].is_contiguous(memory_format=torch.channels_last)
     assert not torch.equal(main[0][0], main[1][0])
+
+
+def test_an_array_store_item_is_its_uint8_image_shifted_with_the_top_left_pixel_around(tmp_path):
+    """The glyph path: uint8 out, the shift drawn from the item's seed, the uncovered border
+    filled with the image's top-left value, as the first round's float padding did."""
+    from conftest import make_blob_dataset
+
+    manifest = read_manifest(make_blob_dataset(tmp_path / "prepared", classes=4, per_class=3))
+    rows = np.arange(len(manifest))
+    ds = ManifestImages(manifest, rows, manifest.labels, 32, train=True)
+    store = np.load(tmp_path / "prepared/store.npz")["images"]
+    shifts = set()
+    for row in rows:
+        for seed in range(10):
+            item = ds.load(int(row), seed)
+            assert item.dtype == torch.uint8 and item.shape == (1, 32, 32)
+            g = torch.Generator().manual_seed(seed)
+            dy, dx = torch.randint(0, 5, (2,), generator=g).tolist()  # pad = 32 // 16 = 2
+            padded = np.pad(store[row], 2, constant_values=store[row][0, 0])
+            assert np.array_equal(item[0].numpy(), padded[dy : dy + 32, dx : dx + 32]), (row, seed)
+            shifts.add((dy, dx))
+    assert len(shifts) >= 5  # the seeds move the image (10 seeds, 25 possible shifts)
+    plain = ManifestImages(manifest, rows, manifest.labels, 32, train=False)
+    assert np.array_equal(plain.load(0).numpy()[0], store[0])

@@ -7,7 +7,7 @@ import torch
 from torchvision.transforms import v2 as T
 
 from xbml.models import build_model
-from xbml.models.input_normalisation import CAFFE_BGR, IMAGENET_RGB, DeviceNormalisation
+from xbml.models.input_normalisation import CAFFE_BGR, HALF_RANGE, IMAGENET_RGB, DeviceNormalisation
 
 
 def _batch(seed: int = 0) -> torch.Tensor:
@@ -49,3 +49,14 @@ def test_a_resnet_sees_the_same_input_from_uint8_as_from_the_old_float_batch():
         assert torch.equal(model(images).embedding, model(old).embedding)
     # the constants are not part of the model file: files written before the step load strictly
     assert not [k for k in model.state_dict() if k.startswith("normalise")]
+
+
+def test_the_glyph_convention_is_the_glyph_datasets_old_float_normalisation_bit_for_bit():
+    """(x / 255 - 0.5) / 0.5, computed in that order: what the array store's items were before
+    they travelled as uint8; x * (1/255) would differ in the last bit for 111 of the 256 values."""
+    values = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
+    old = (values.to(torch.float32).div_(255.0) - 0.5) / 0.5
+    assert torch.equal(DeviceNormalisation(HALF_RANGE)(values), old)
+    assert torch.equal(DeviceNormalisation(HALF_RANGE)(values.expand(1, 3, 16, 16)), old.expand(1, 3, 16, 16))
+    cfg = {"backbone": "glyph_convnet_slim", "pretrained": False, "weights_path": None, "embedding_dim": 8}
+    assert build_model(cfg, 1).normalise.convention is HALF_RANGE

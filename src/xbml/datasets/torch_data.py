@@ -31,8 +31,8 @@ IMAGE_SOURCES = ("auto", "store", "original")
 class ManifestImages(Dataset):
     """Items of a manifest, uint8 (C, size, size): glyphs from their array store, real images from
     the prepared image store or the original files; the model's `DeviceNormalisation` converts
-    them on the device. With `decode_on_device` a real image
-    leaves as its JPEG bytes and crop box (`EncodedImage`) and is decoded with its batch."""
+    them on the device. With `decode_on_device` a real image leaves as its JPEG bytes and crop
+    box (`EncodedImage`) and is decoded with its batch."""
 
     def __init__(
         self,

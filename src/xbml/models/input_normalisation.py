@@ -50,7 +50,7 @@ class DeviceNormalisation(nn.Module):
         c = self.convention
         if c.bgr:
             images = images.flip(1)
-        # the reference's operations in its order (to float, * 1/max, - mean, / std): the same bits
+        # the reference's operations in its order (to float, * 1/max or / max, - mean, / std): the same bits
         x = images.to(torch.float32)
         if c.scale != 1.0:
             x = x.div_(c.scale) if c.divide else x.mul_(1.0 / c.scale)
