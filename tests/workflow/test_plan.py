@@ -1,4 +1,5 @@
 import math
+import re
 import subprocess
 
 import pytest
@@ -254,6 +255,14 @@ def test_configfile_replaces_the_default_config_instead_of_merging(tmp_path):
     assert dry.returncode == 0, dry.stderr
     targets = next(line for line in dry.stdout.splitlines() if line.strip().startswith("input: reports/"))
     assert "reports/cub200/index.html" in targets and "glyphs" not in targets
+
+    # every shipped experiment config passes Snakemake's own schema check and plans its jobs
+    # (cross_batch.yaml declares a list of primary comparisons)
+    for config, trainings in (("config/cross_batch.yaml", 21), ("config/config.yaml", 12)):
+        dry = subprocess.run(["snakemake", "-n", "all", "--configfile", config], cwd=repo, capture_output=True,
+                             text=True, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")})
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        assert re.search(rf"^train\s+{trainings}$", dry.stdout, re.MULTILINE), dry.stdout
 
 
 def test_run_json_records_the_labels_and_the_swept_values_typed(tmp_path):
