@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from xbml.reporting.convergence import PLATEAU_GAIN, last_third, seed_gain, sentence
+from xbml.reporting.convergence import PLATEAU_GAIN, caveat, last_third, seed_gain, sentence
 
 
 def _log(run, seed, curve):
@@ -30,3 +30,10 @@ def test_a_run_with_a_single_validation_is_left_out():
     (only,) = last_third(pd.DataFrame(rows), ["once", "twice"])
     # no validation in the last third but the end: the gain runs from the one before
     assert only.run == "twice" and (only.start, only.end) == (900, 1800) and only.mean_gain == pytest.approx(0.1)
+
+
+def test_the_caveat_names_each_rising_run_its_gain_and_the_iteration_compared():
+    rows = _log("base", 0, [(1200, 0.6), (1800, 0.65)]) + _log("xml", 0, [(1200, 0.6), (1800, 0.62)])
+    text = caveat(last_third(pd.DataFrame(rows), ["base", "xml"]))
+    assert "base +0.0500, xml +0.0200" in text and "after 1800 iterations" in text
+    assert f"criterion {PLATEAU_GAIN}" in text and "train.iterations" in text

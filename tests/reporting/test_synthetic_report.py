@@ -94,6 +94,10 @@ def test_the_page_states_the_verdicts_and_what_the_seeds_can_show(made):
     assert text.index('id="primary"') < text.index('id="findings"')
     assert "declared in the config before the run" in primary and 'data-verdict="better"' in primary
     assert "Power of this design (10 seeds" in primary
+    # every synthetic validation curve still rises over its last third: the verdicts say what they compare
+    caveat = primary[primary.index('class="plateau-caveat"'):]
+    assert "Not at a plateau" in caveat and "baseline +0." in caveat and "xml +0." in caveat
+    assert "after 100 iterations, not trained ones" in caveat and "xml_old" not in caveat  # not declared
     assert "Exploratory" in text[text.index('id="primary"'):text.index('id="findings"')]
     assert "The smallest MAP@R difference these seeds resolve is" in text
     header = re.search(r'<table id="comparison-test">.*?</thead>', text, re.S).group(0)

@@ -64,3 +64,12 @@ def sentence(lt: LastThird) -> str:
     verdict = "a plateau" if lt.plateau else "still rising"
     return (f"{lt.run}: validation MAP@R {lt.mean_gain:+.4f} from iteration {lt.start} to {lt.end} (mean over "
             f"{len(lt.gains)} seed(s)): {verdict} (criterion: a gain of at most {PLATEAU_GAIN}).")
+
+
+def caveat(rising: list[LastThird]) -> str:
+    """What a comparison of runs that were still improving can and cannot say."""
+    runs = ", ".join(f"{lt.run} {lt.mean_gain:+.4f}" for lt in rising)
+    return (f"Training had not reached a plateau ({runs} validation MAP@R over the last third; criterion "
+            f"{PLATEAU_GAIN}): these verdicts compare the models after {rising[0].end} iterations, not trained "
+            "ones, and a method that only learns faster shows as better here. Train longer (train.iterations) "
+            "until the check holds before reading them as the methods' effect.")

@@ -172,6 +172,10 @@ def primary_html(a: Analysis) -> str:
                  f'data-low="{c.ci_low!r}" data-high="{c.ci_high!r}" data-verdict="{esc(c.verdict)}" data-n="{c.n}"')
         items.append(f'<li {attrs}><b class="{verdict_classes(c)[0]}">{esc(c.verdict)}</b>: '
                      f"{esc(describe(c, label))}{(' ' + esc(power)) if power else ''}</li>")
+    compared = {a.baseline, *(p.run for p in a.primary)}
+    rising = [c for c in a.convergence if c.run in compared and not c.plateau]
+    if rising:
+        items.append(f'<li class="plateau-caveat"><b>Not at a plateau</b>: {esc(convergence.caveat(rising))}</li>')
     family = (f"{len(a.primary)} tests, {CORRECTION_NAME}-corrected among themselves" if len(a.primary) > 1
               else "one test")
     needed = seeds_for_a_verdict(a.primary_results[0].alpha if a.primary_results else 0.05, len(a.primary))
