@@ -60,3 +60,13 @@ def test_the_glyph_convention_is_the_glyph_datasets_old_float_normalisation_bit_
     assert torch.equal(DeviceNormalisation(HALF_RANGE)(values.expand(1, 3, 16, 16)), old.expand(1, 3, 16, 16))
     cfg = {"backbone": "glyph_convnet_slim", "pretrained": False, "weights_path": None, "embedding_dim": 8}
     assert build_model(cfg, 1).normalise.convention is HALF_RANGE
+
+
+def test_a_grey_batch_meets_rgb_weights_as_its_grey_value_in_every_channel():
+    grey = torch.randint(0, 256, (2, 1, 5, 5), dtype=torch.uint8)
+    out = DeviceNormalisation(IMAGENET_RGB)(grey)
+    assert out.shape == (2, 3, 5, 5)
+    assert torch.equal(out, DeviceNormalisation(IMAGENET_RGB)(grey.repeat(1, 3, 1, 1)))
+    cfg = {"backbone": "resnet18", "pretrained": False, "weights_path": None, "embedding_dim": 8}
+    with torch.no_grad():
+        assert build_model(cfg, 1).eval()(grey).embedding.shape == (2, 8)

@@ -48,6 +48,8 @@ class DeviceNormalisation(nn.Module):
         if images.dtype != torch.uint8:
             return images
         c = self.convention
+        if images.shape[1] == 1 and len(c.mean) > 1:  # grey images for RGB weights: the grey value in every channel
+            images = images.expand(-1, len(c.mean), -1, -1)
         if c.bgr:
             images = images.flip(1)
         # the reference's operations in its order (to float, * 1/max or / max, - mean, / std): the same bits
