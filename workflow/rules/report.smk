@@ -9,14 +9,12 @@ from xbml.reporting.figures import FIGURES
 # apply), so `snakemake --report` holds them all, captioned by the same .rst files as the page
 rule report:
     input:
+        unpack(report_inputs),  # runs, embeddings, benchmarks: computed once per job
         metrics="results/{dataset}/metrics.csv",
         version="results/{dataset}/data_version.json",
-        runs=lambda wc: report_inputs(wc)["runs"],
-        embeddings=lambda wc: report_inputs(wc)["embeddings"],
         prepared="data/prepared/{dataset}",
         config=CONFIG_PATH,
         captions=CAPTION_FILES,
-        benchmarks=lambda wc: report_inputs(wc)["benchmarks"],
     output:
         **{
             Path(name).stem: report(
