@@ -51,7 +51,7 @@ def main() -> None:
     labels = torch.arange(c).repeat_interleave(m)
     images = {size: torch.rand(c * m, 1, size, size, generator=g) for size in (32, 24)}
     variants = [(32, "glyph_convnet", False, 1)] + list(itertools.product(
-        (32, 24), ("glyph_convnet", "glyph_convnet_avgpool", "glyph_convnet_slim"), (False, True), (1, 2)))[1:]
+        (32, 24), ("glyph_convnet", "glyph_convnet_avgpool", "glyph_convnet_slim", "glyph_convnet_strided"), (False, True), (1, 2)))[1:]
     built = {v: make(cfg, v[1], v[2]) for v in variants}
     times: dict = {v: [] for v in variants}
     for _ in range(args.rounds + 1):  # the first round warms up
