@@ -99,7 +99,7 @@ class GlyphConvNetSlim(GlyphConvNetAvgPool):
 class GlyphConvNetStrided(GlyphConvNetSlim):
     """The slim glyph net whose first two blocks are 4x4 stride-2 convolutions (no pool): at 24x24
     the full-size batch norm and pool of the first block cost more CPU than any other block for the
-    fewest multiply-adds. A step takes ~0.68x the slim net's (benchmarks/bench_glyph_step.py); the
+    fewest multiply-adds. A step takes 0.71x the slim net's (benchmarks/bench_glyph_step.py); the
     glyph default's validation MAP@R was as high at 4,050 iterations (README, "How the default was
     sized", which also gives one and three strided blocks)."""
 
