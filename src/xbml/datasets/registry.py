@@ -16,27 +16,35 @@ from xbml.registry import Registry
 
 DATASETS: Registry = Registry("dataset")
 
-# modules that register datasets; imported on first lookup so `python -m xbml` stays light
-_MODULES = (
-    "xbml.datasets.glyphs",
-    "xbml.datasets.cub",
-    "xbml.datasets.cars",
-    "xbml.datasets.sop",
-    "xbml.datasets.inshop",
-)
+# the module that registers each dataset, imported on its first lookup: `python -m xbml` stays
+# light, and fetching the glyphs does not import torch with the real datasets' image store
+_MODULES = {
+    "glyphs": "xbml.datasets.glyphs",
+    "cub200": "xbml.datasets.cub",
+    "cars196": "xbml.datasets.cars",
+    "sop": "xbml.datasets.sop",
+    "inshop": "xbml.datasets.inshop",
+}
+
+
+def _load(module: str) -> None:
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
 
 
 def _load_all() -> None:
-    for module in _MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+    for module in _MODULES.values():
+        _load(module)
 
 
 def get_dataset(name: str):
-    _load_all()
+    if name in _MODULES:
+        _load(_MODULES[name])
+    else:  # an unknown name: the error lists every registered one
+        _load_all()
     return DATASETS.get(name)
 
 
