@@ -41,9 +41,10 @@ def _conv_block(cin: int, cout: int, pool: type[nn.Module] | None) -> nn.Sequent
 
 
 def _strided_block(cin: int, cout: int) -> nn.Sequential:
-    """A 4x4 stride-2 convolution, batch norm and ReLU: a 3x3 convolution and a 2x2 average pool
-    are both linear and together span exactly such a convolution, so this is the pooled block with
-    its pool moved ahead of batch norm and ReLU, which then run at a quarter of the positions."""
+    """A 4x4 stride-2 convolution, batch norm and ReLU. A 3x3 convolution followed by a 2x2 average
+    pool is one such convolution (a constrained 4x4 kernel; tests/models/test_backbones.py), so
+    this is the pooled block with its pool moved ahead of batch norm and ReLU, which then run at a
+    quarter of the positions, and with a free 4x4 kernel."""
     return nn.Sequential(
         nn.Conv2d(cin, cout, 4, stride=2, padding=1, bias=False),
         nn.BatchNorm2d(cout),
