@@ -69,10 +69,10 @@ class GlyphConvNet(Backbone):
         self.in_channels = in_channels
         self.out_channels = self.widths[-1]
         ins = (in_channels, *self.widths[:-1])
-        blocks = [_conv_block(cin, cout, self.pool if i < 3 else None) for i, (cin, cout) in enumerate(zip(ins, self.widths))]
-        for i in range(self.strided_blocks):
-            blocks[i] = _strided_block(ins[i], self.widths[i])
-        self.features = nn.Sequential(*blocks)
+        self.features = nn.Sequential(*(
+            _strided_block(cin, cout) if i < self.strided_blocks else _conv_block(cin, cout, self.pool if i < 3 else None)
+            for i, (cin, cout) in enumerate(zip(ins, self.widths))
+        ))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
