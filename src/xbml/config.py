@@ -96,9 +96,9 @@ MOVED = {("optim", "xml_lr_multiplier"): "xml.lr_multiplier"}
 def defaults() -> dict[str, Any]:
     """DEFAULTS and the config block of every registered regulariser (its `weight`,
     `lr_multiplier` and its own keys)."""
-    from xbml.regularizers import registered
+    from xbml.regularizers import blocks
 
-    return {**DEFAULTS, **{cls.name: cls.config_block() for cls in registered()}}
+    return {**DEFAULTS, **{cls.name: cls.config_block() for cls in blocks()}}
 
 
 # keys whose value is a free-form mapping passed on to a library
@@ -297,10 +297,10 @@ def _get(cfg: dict, key: tuple[str, ...]):
 
 def _domains() -> tuple[dict, dict]:
     """(INTERVALS, _choices()) with every registered regulariser's block added."""
-    from xbml.regularizers import registered
+    from xbml.regularizers import blocks
 
     intervals, choices = dict(INTERVALS), _choices()
-    for cls in registered():
+    for cls in blocks():
         own_intervals, own_choices = cls.domains()
         intervals.update({(cls.name, k): v for k, v in own_intervals.items()})
         choices.update({(cls.name, k): v for k, v in own_choices.items()})
@@ -309,17 +309,17 @@ def _domains() -> tuple[dict, dict]:
 
 def validate_values(cfg: dict) -> None:
     """Every value inside its domain, or a ConfigError naming the key, the value and the fix."""
-    from xbml.regularizers import registered
+    from xbml.regularizers import blocks
 
     intervals, choices = _domains()
-    nullable = {(cls.name, key) for cls in registered() for key in cls.nullable}
+    nullable = {(cls.name, key) for cls in blocks() for key in cls.nullable}
     for key, domain in intervals.items():
         value = _get(cfg, key)
         if key in nullable and value is None:
             continue
         if value not in domain:
             raise ConfigError(f"config key {'.'.join(key)!r} is {shown(value)}; it must be a finite number in {domain}")
-    for cls in registered():
+    for cls in blocks():
         cls.check(cfg)
     for key, valid in choices.items():
         value = _get(cfg, key)

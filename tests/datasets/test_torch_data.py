@@ -13,9 +13,10 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from miniature import make_cub, md5  # noqa: E402
 
+from xbml.datasets.array_shift import shift_draws  # noqa: E402
 from xbml.datasets.manifest import read_manifest  # noqa: E402
 from xbml.datasets.registry import get_dataset  # noqa: E402
-from xbml.datasets.torch_data import ManifestImages  # noqa: E402
+from xbml.datasets.torch_data import ManifestImages, training_batches  # noqa: E402
 from xbml.errors import DataError  # noqa: E402
 
 
@@ -109,11 +110,32 @@ def test_an_array_store_item_is_its_uint8_image_shifted_with_the_top_left_pixel_
         for seed in range(10):
             item = ds.load(int(row), seed)
             assert item.dtype == torch.uint8 and item.shape == (1, 32, 32)
-            g = torch.Generator().manual_seed(seed)
-            dy, dx = torch.randint(0, 5, (2,), generator=g).tolist()  # pad = 32 // 16 = 2
+            (dy,), (dx,) = shift_draws([seed], 2)  # pad = 32 // 16 = 2
+            assert -2 <= dy <= 2 and -2 <= dx <= 2
             padded = np.pad(store[row], 2, constant_values=store[row][0, 0])
-            assert np.array_equal(item[0].numpy(), padded[dy : dy + 32, dx : dx + 32]), (row, seed)
+            assert np.array_equal(item[0].numpy(), padded[2 + dy : 34 + dy, 2 + dx : 34 + dx]), (row, seed)
             shifts.add((dy, dx))
     assert len(shifts) >= 5  # the seeds move the image (10 seeds, 25 possible shifts)
     plain = ManifestImages(manifest, rows, manifest.labels, 32, train=False)
     assert np.array_equal(plain.load(0).numpy()[0], store[0])
+
+
+def test_glyph_batches_are_their_items_stacked(tmp_path):
+    """The in-memory training path shifts a whole batch at once; a DataLoader worker loads item by
+    item: both give the same images and labels."""
+    from conftest import make_blob_dataset
+
+    from xbml.samplers.class_disjoint_halves_sampler import ClassDisjointHalvesSampler
+
+    manifest = read_manifest(make_blob_dataset(tmp_path / "prepared", classes=6, per_class=4))
+    rows = np.arange(len(manifest))[::-1].copy()  # manifest rows and set positions differ
+    targets = np.unique(manifest.labels[rows], return_inverse=True)[1]
+    ds = ManifestImages(manifest, rows, targets, 32, train=True)
+    sampler = ClassDisjointHalvesSampler(targets, 4, 2, seed=3)
+    batches = list(training_batches(ds, sampler, 0, 5, workers=0, pin_memory=False))
+    assert len(batches) == 5
+    for i, (images, labels) in enumerate(batches):
+        idx, seeds = sampler.batch(i)
+        items = [ds[(int(r), int(s))] for r, s in zip(rows[idx], seeds)]
+        assert torch.equal(images, torch.stack([x for x, _ in items]))
+        assert labels.dtype == torch.int64 and labels.tolist() == [y for _, y in items] == targets[idx].tolist()

@@ -49,5 +49,6 @@ def get_dataset(name: str):
 
 
 def dataset_names() -> list[str]:
-    _load_all()
-    return DATASETS.names()
+    """Every known name, without importing the datasets' modules (a workflow checks its config
+    against these names when it parses, and a real dataset's module imports torch)."""
+    return sorted(set(_MODULES) | set(DATASETS.names()))

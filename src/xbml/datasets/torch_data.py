@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from xbml.datasets import array_store
 from xbml.datasets import fast_transforms as ft
+from xbml.datasets.array_shift import shift_draws, shifted
 from xbml.datasets.device_decode import EncodedImage, collate, encode, image_size_of
 from xbml.datasets.image_store import ImageStore
 from xbml.datasets.manifest import Manifest
@@ -59,7 +60,8 @@ class ManifestImages(Dataset):
         if self.images is None and manifest.image_root is None:
             raise DataError(f"{manifest.root}/dataset.json names neither image_root nor array_store")
         if self.images is not None:  # every reference checked once here, not as an IndexError mid-run
-            array_store.store_indices(
+            self._store_index = np.full(len(manifest), -1, dtype=np.int64)
+            self._store_index[self.rows] = array_store.store_indices(
                 [manifest.images[r] for r in self.rows.tolist()], len(self.images), self.store,
                 manifest.root / "manifest.csv",
             )
@@ -67,29 +69,29 @@ class ManifestImages(Dataset):
         self.decode_on_device = bool(decode_on_device) and self.images is None and self.image_store is None
         self._position = {int(r): i for i, r in enumerate(self.rows)}
 
+    def targets_of(self, rows: np.ndarray) -> np.ndarray:
+        """The targets of manifest rows of this set."""
+        return self.targets[[self._position[int(r)] for r in rows]]
+
     def __len__(self) -> int:
         return len(self.rows)
 
     # -- array store (embedded glyphs): already at size, small shifts only ------------------
-    def _array_image(self, row: int, seed: int | None) -> torch.Tensor:
-        """uint8 (C, H, W); a training item is shifted by up to H/16 pixels, the uncovered border
-        filled with its top-left pixel's value (per channel)."""
-        ref = self.manifest.images[row]
-        img = self.images[int(ref[1:])]
-        img = img[None] if img.ndim == 2 else img.transpose(2, 0, 1)
-        if self.augment and seed is not None:
-            g = torch.Generator().manual_seed(int(seed))
+    def array_batch(self, rows: np.ndarray, seeds: np.ndarray | None = None) -> torch.Tensor:
+        """uint8 (B, C, H, W) of manifest rows; with seeds (training), each shifted by up to H/16
+        pixels as its seed decides (xbml.datasets.array_shift)."""
+        images = self.images[self._store_index[np.asarray(rows, dtype=np.int64)]]
+        images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+        if self.augment and seeds is not None:
             pad = max(1, self.image_size // 16)
-            dy, dx = (v - pad for v in torch.randint(0, 2 * pad + 1, (2,), generator=g).tolist())
-            _, h, w = img.shape
-            out = np.empty_like(img)
-            out[...] = img[:, :1, :1]
-            # out[y, x] = img[y + dy, x + dx] where that lies inside the image
-            out[:, max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)] = (
-                img[:, max(0, dy) : h - max(0, -dy), max(0, dx) : w - max(0, -dx)]
-            )
-            return torch.from_numpy(out)
-        return torch.from_numpy(img.copy())  # the store may be read-only (memory-mapped)
+            images = shifted(images, *shift_draws(seeds, pad), pad)
+        else:
+            images = images.copy()  # the store may be read-only (memory-mapped)
+        return torch.from_numpy(images)
+
+    def _array_image(self, row: int, seed: int | None) -> torch.Tensor:
+        """uint8 (C, H, W): one image of `array_batch`."""
+        return self.array_batch(np.array([row]), None if seed is None else np.array([seed]))[0]
 
     # -- real images: the protocol's transforms on uint8 ------------------------------------
     def _store_image(self, row: int, seed: int | None) -> torch.Tensor:
@@ -163,10 +165,15 @@ class _BatchSchedule:
     def __len__(self) -> int:
         return self.stop - self.start
 
-    def __iter__(self):
+    def arrays(self):
+        """(manifest rows, augmentation seeds) of each batch."""
         for i in range(self.start, self.stop):
             idx, seeds = self.sampler.batch(i)
-            yield list(zip(self.rows[idx].tolist(), seeds.tolist()))
+            yield self.rows[idx], seeds
+
+    def __iter__(self):
+        for rows, seeds in self.arrays():
+            yield list(zip(rows.tolist(), seeds.tolist()))
 
 
 def training_batches(
@@ -175,11 +182,10 @@ def training_batches(
     """Iterate (images, labels) for iterations [start, stop)."""
     schedule = _BatchSchedule(sampler, dataset.rows, start, stop)
     if workers == 0 and dataset.images is not None:
-        # in-memory glyphs: a DataLoader would only add overhead
+        # in-memory glyphs: a DataLoader would only add overhead, and the batch is shifted at once
         def gen():
-            for batch in schedule:
-                items = [dataset[item] for item in batch]
-                yield torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
+            for rows, seeds in schedule.arrays():
+                yield dataset.array_batch(rows, seeds), torch.from_numpy(dataset.targets_of(rows).astype(np.int64))
 
         return gen()
     return _OneLineErrors(DataLoader(

@@ -26,10 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from xbml.losses.ridge import ridge_solve
-from xbml.models.prototype_pooling import FEATURES, PrototypeAssignment
+from xbml.models.prototype_pooling import PrototypeAssignment
+from xbml.regularizers.xml_block import FEATURES, PREDICTION_LOSSES, TARGETS
 
-TARGETS = ("class_proxy", "embedding")
-PREDICTION_LOSSES = ("proxy_softmax", "base")
 
 
 @dataclass

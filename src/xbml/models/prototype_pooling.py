@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-FEATURES = ("projected", "backbone")
+from xbml.regularizers.xml_block import FEATURES  # the block states the valid values once
 
 
 def lipschitz_normalize(x: torch.Tensor, dim: int = -1) -> torch.Tensor:

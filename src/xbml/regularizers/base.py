@@ -7,29 +7,27 @@ keys), builds itself from that block and the run (`build`), returns its term and
 diagnostics from the model's output (`forward`), and says what a uniform guess would score
 (`chance`, where that exists). The trainer, the run log, `train_summary.json` and the report
 handle every registered regulariser the same way; XML (`xbml.regularizers.xml`) is the first.
+What the config needs of it (`RegularizerBlock`: keys, domains, checks) is torch-free
+(xbml.regularizers.block).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
 
 from xbml.errors import ConfigError
+from xbml.regularizers.block import COMMON_DEFAULTS, RegularizerBlock
+
+__all__ = ["COMMON_DEFAULTS", "LEARNED_RATIO", "Batch", "BuildContext", "Regularizer", "RegularizerBlock", "summarise"]
 
 #: a regulariser "learned" when its loss ends at most this share of chance over the last 10% of
 #: iterations: a uniform guess scores 1.0, and seed noise around it is a few percent
 LEARNED_RATIO = 0.95
-#: the keys every regulariser block has
-COMMON_DEFAULTS = {
-    # w: total = (1 - w) * base + w * term; 0 disables the regulariser
-    "weight": 0.0,
-    # learning rate of its own parameters relative to optim.lr (1 = the base learning rate)
-    "lr_multiplier": 1.0,
-}
 
 
 @dataclass
@@ -64,37 +62,9 @@ class Batch:
     base_loss: nn.Module
 
 
-class Regularizer(nn.Module):
-    """Subclass, set the class attributes, implement `build` and `forward`, register it with
-    `@REGULARIZERS.register` (xbml.regularizers.registry)."""
-
-    name: ClassVar[str]  # its config block, and the prefix of its logged terms
-    label: ClassVar[str]  # how the report names its loss, e.g. "XML prediction loss"
-    defaults: ClassVar[dict] = {}  # its own keys; COMMON_DEFAULTS are added
-    nullable: ClassVar[frozenset] = frozenset()  # keys that may be null
-    diagnostics: ClassVar[dict[str, str]] = {}  # logged detached term -> its label
-
-    @classmethod
-    def config_block(cls) -> dict:
-        return {**COMMON_DEFAULTS, **cls.defaults}
-
-    @classmethod
-    def domains(cls) -> tuple[dict, dict]:
-        """(key -> xbml.config.Interval, key -> valid values) of its block; a method, so that
-        defining a regulariser does not import the config module. weight in [0, 1] and a positive
-        lr_multiplier by default."""
-        from xbml.config import POSITIVE, Interval
-
-        return {"weight": Interval(0, 1), "lr_multiplier": POSITIVE}, {}
-
-    @classmethod
-    def active(cls, block: dict) -> bool:
-        """Whether a run with this block computes the term (weight > 0, or forced)."""
-        return block["weight"] > 0 or bool(block.get("force_compute", False))
-
-    @classmethod
-    def check(cls, cfg: dict) -> None:
-        """Checks across keys (beyond each key's domain), raising ConfigError; none by default."""
+class Regularizer(RegularizerBlock, nn.Module):
+    """Subclass, set the class attributes of `RegularizerBlock`, implement `build` and `forward`,
+    register it with `@REGULARIZERS.register` (xbml.regularizers.registry)."""
 
     @classmethod
     def build(cls, block: dict, context: BuildContext) -> Regularizer:

@@ -44,8 +44,19 @@ def load_plugins() -> None:
         _loaded.add(module)
 
 
+def blocks() -> list:
+    """What the config knows of every regulariser (xbml.regularizers.block), by name: the built-in
+    blocks without importing torch, and each plugin's class (its module imports what it needs)."""
+    from xbml.regularizers.xbm_block import XbmBlock
+    from xbml.regularizers.xml_block import XmlBlock
+
+    load_plugins()
+    found = {**{name: REGULARIZERS.get(name) for name in REGULARIZERS.names()}, "xbm": XbmBlock, "xml": XmlBlock}
+    return [found[name] for name in sorted(found)]
+
+
 def registered():
-    """Every registered regulariser class, by name (the built-in ones and the plugins first)."""
+    """Every registered regulariser class, by name (the built-in ones and the plugins)."""
     import xbml.regularizers.xbm  # noqa: F401  registers on import
     import xbml.regularizers.xml  # noqa: F401
 

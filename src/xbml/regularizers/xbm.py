@@ -19,59 +19,13 @@ from __future__ import annotations
 
 import torch
 
-from xbml.errors import ConfigError
 from xbml.regularizers.base import Batch, BuildContext, Regularizer, refuse_several_processes
 from xbml.regularizers.registry import REGULARIZERS
-
-
-def _memory_class():
-    from pytorch_metric_learning.losses import CrossBatchMemory
-
-    return CrossBatchMemory
+from xbml.regularizers.xbm_block import XbmBlock, memory_class
 
 
 @REGULARIZERS.register("xbm")
-class CrossBatchMemoryRegularizer(Regularizer):
-    name = "xbm"
-    label = "XBM memory loss"
-    defaults = {
-        "memory_size": 1024,  # embeddings kept (XBM's M)
-        "start_iteration": 0,  # steps before the memory is used and filled
-    }
-    diagnostics = {"memory_fill": "share of the memory filled"}
-
-    @classmethod
-    def domains(cls):
-        from xbml.config import AT_LEAST_ONE, NON_NEGATIVE
-
-        intervals, choices = super().domains()
-        intervals.update(memory_size=AT_LEAST_ONE, start_iteration=NON_NEGATIVE)
-        return intervals, choices
-
-    @classmethod
-    def check(cls, cfg: dict) -> None:
-        block = cfg[cls.name]
-        if not cls.active(block):
-            return
-        for key in ("memory_size", "start_iteration"):
-            if isinstance(block[key], bool) or not isinstance(block[key], int):
-                raise ConfigError(f"config key 'xbm.{key}' is {block[key]!r}; it must be an integer")
-        from xbml.losses.base_losses import BASE_LOSSES, loss_names
-
-        loss_names()  # registers the base losses
-        factory = BASE_LOSSES.get(cfg["loss"]["name"]).factory
-        supported = _memory_class().supported_losses()
-        if factory.__name__ not in supported:
-            pair = [n for n in loss_names() if BASE_LOSSES.get(n).factory.__name__ in supported]
-            raise ConfigError(
-                f"xbm compares the batch with remembered embeddings through a pair-based loss, but loss.name is "
-                f"{cfg['loss']['name']!r}; use one of {', '.join(pair)} (or xbm.weight: 0)"
-            )
-        batch = cfg["sampler"]["classes_per_batch"] * cfg["sampler"]["images_per_class"]
-        if block["memory_size"] < batch:
-            raise ConfigError(f"config key 'xbm.memory_size' is {block['memory_size']}, smaller than one batch "
-                              f"({batch} images); give at least {batch}")
-
+class CrossBatchMemoryRegularizer(XbmBlock, Regularizer):
     @classmethod
     def build(cls, block: dict, context: BuildContext) -> CrossBatchMemoryRegularizer:
         refuse_several_processes(
@@ -81,7 +35,7 @@ class CrossBatchMemoryRegularizer(Regularizer):
 
         # a loss instance of its own, configured as the base loss, with the base loss's miner
         pair = build_base_loss(context.cfg["loss"], context.num_classes, context.embedding_dim)
-        memory = _memory_class()(pair.loss, context.embedding_dim, block["memory_size"], miner=pair.miner)
+        memory = memory_class()(pair.loss, context.embedding_dim, block["memory_size"], miner=pair.miner)
         return cls(memory, block["start_iteration"])
 
     def __init__(self, memory, start_iteration: int):

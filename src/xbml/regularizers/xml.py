@@ -1,55 +1,26 @@
 """XML, the cross-batch metric learning regulariser (Gurbuz & Alatan, ICIP 2023), as a plugin.
 
-The mathematics lives in xbml.losses.cross_batch (method.md sections 1-3); this module is its
-config block, its construction and its place in the objective. The prediction loss of a uniform
-guess over the C training classes is ln C (`proxy_softmax`): a regulariser that learns ends
-clearly below it.
+The mathematics lives in xbml.losses.cross_batch (method.md sections 1-3), the config block in
+xbml.regularizers.xml_block; this module is its construction and its place in the objective. The
+prediction loss of a uniform guess over the C training classes is ln C (`proxy_softmax`): a
+regulariser that learns ends clearly below it.
 """
 
 from __future__ import annotations
 
 import math
 
-from xbml.losses.cross_batch import PREDICTION_LOSSES, TARGETS, CrossBatchRegularizer, chance_loss
-from xbml.models.prototype_pooling import FEATURES
+from xbml.losses.cross_batch import CrossBatchRegularizer, chance_loss
 from xbml.regularizers.base import Batch, BuildContext, Regularizer
 from xbml.regularizers.registry import REGULARIZERS
+from xbml.regularizers.xml_block import XmlBlock
 
 # the offset of its generator from the run's seed (unchanged since the first XML runs: same numbers)
 _GENERATOR_OFFSET = 7919
 
 
 @REGULARIZERS.register("xml")
-class XmlRegularizer(Regularizer):
-    name = "xml"
-    label = "XML prediction loss"
-    defaults = {
-        "num_prototypes": 32,
-        "assignment_scale": 10.0,
-        "ridge_lambda": 0.05,
-        "target": "class_proxy",
-        "prediction_loss": "proxy_softmax",
-        "proxy_scale": 9.5,
-        # which locations the prototypes see: "projected" (W_e x_i, the authors' pooling layer)
-        # or "backbone" (raw backbone locations by cosine; an ablation)
-        "features": "projected",
-        # compute the regulariser even at weight 0 (proves the paired-run property in tests)
-        "force_compute": False,
-    }
-    diagnostics = {
-        "assign_entropy": "assignment entropy (nats)",
-        "effective_prototypes": "effective prototypes",
-    }
-
-    @classmethod
-    def domains(cls):
-        from xbml.config import AT_LEAST_ONE, POSITIVE
-
-        intervals, _ = super().domains()
-        intervals.update(num_prototypes=AT_LEAST_ONE, assignment_scale=POSITIVE, ridge_lambda=POSITIVE,
-                         proxy_scale=POSITIVE)
-        return intervals, {"target": TARGETS, "prediction_loss": PREDICTION_LOSSES, "features": FEATURES}
-
+class XmlRegularizer(XmlBlock, Regularizer):
     @classmethod
     def build(cls, block: dict, context: BuildContext) -> XmlRegularizer:
         return cls(CrossBatchRegularizer(
