@@ -79,6 +79,10 @@ def _optimizer(objective: Objective, cfg: dict) -> torch.optim.Optimizer:
         "rmsprop": torch.optim.RMSprop,
         "sgd": lambda groups, **kw: torch.optim.SGD(groups, momentum=0.9, **kw),
     }[optim_cfg["name"]]  # the name was validated with the config (xbml.config.OPTIMIZERS)
+    if optim_cfg["name"] in ("adam", "adamw"):
+        # one fused kernel per step instead of ~10 small ops per parameter tensor: 0.4 against
+        # 1.3-1.6 ms per glyph step on one CPU thread (the default's step is ~41 ms)
+        return factory(groups, lr=lr, weight_decay=wd, fused=True)
     return factory(groups, lr=lr, weight_decay=wd)
 
 
