@@ -1,11 +1,11 @@
-"""How well a DAG run used the machine: its wall time against the sum of its jobs' CPU times
-over the cores (1.0 = every core busy all the time).
+"""How well a DAG run used the machine: its wall time against the CPU time of every process it
+started, over the cores (1.0 = every core busy all the time).
 
 Runs the given command (default: the default DAG) and reports two CPU times:
 - every process it started (Snakemake, its jobs and their children, as the kernel counts them for
   waited-for children: exact), which is the bound the wall time is compared with;
 - the jobs' own, from the Snakemake `benchmark:` files the run wrote (their `cpu_time` column).
-  Snakemake samples a job's process tree every 30 s after its first 30 s
+  Snakemake samples a job's process tree every 0.5 s for its first 30 samples, then every 30 s
   (snakemake.benchmark.BENCHMARK_INTERVAL), so a long job's last seconds of CPU are missed: this
   sum is a lower bound, up to ~30 s short per long job. Jobs without a benchmark file are not
   counted; the script says how many files it found.
