@@ -273,8 +273,8 @@ SCHEDULES = ("constant", "cosine", "exponential")
 
 def _choices() -> dict[tuple[str, ...], tuple]:
     """The domain of every enumerated key; component names come from their registries."""
-    from xbml.losses.base_losses import loss_names, miner_names
-    from xbml.models.backbones import BACKBONES
+    from xbml.losses.catalog import loss_names, miner_names
+    from xbml.models.backbone_registry import BACKBONES
 
     return {
         ("model", "backbone"): tuple(BACKBONES.names()),

@@ -191,3 +191,14 @@ def test_unknown_loss_lists_the_valid_ones():
 
     with pytest.raises(ConfigError, match="valid losss?: .*multi_similarity"):
         build_base_loss({"name": "arcface2", "params": {}, "miner": None, "miner_params": {}}, 4, 8)
+
+
+def test_the_catalog_names_real_pytorch_metric_learning_classes():
+    from pytorch_metric_learning import losses, miners
+
+    from xbml.losses.catalog import BASE_LOSSES, MINERS, miner_names
+
+    for name in loss_names():
+        assert issubclass(BASE_LOSSES.get(name).load(), losses.BaseMetricLossFunction), name
+    for name in miner_names():
+        assert issubclass(MINERS.get(name).load(), miners.BaseMiner), name

@@ -35,3 +35,10 @@ def test_the_strided_glyph_net_downsamples_by_convolution_and_keeps_the_slim_net
     assert isinstance(blocks[2][-1], nn.AvgPool2d) and len(blocks[3]) == 3  # the rest as in the slim net
     assert [b[0].out_channels for b in blocks] == [24, 48, 96, 128]
     assert "glyph_convnet_strided" in BACKBONES.names()
+
+
+def test_every_declared_backbone_is_a_backbone_class():
+    from xbml.models.backbones import Backbone
+
+    for name in BACKBONES.names():
+        assert issubclass(BACKBONES.get(name), Backbone), name

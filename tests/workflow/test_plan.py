@@ -1,6 +1,7 @@
 import math
 import re
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -322,3 +323,20 @@ def test_mlrc_4fold_with_validation_classes_set_aside_is_refused():
     with pytest.raises(ConfigError, match="datasets.glyphs.val_fraction: .*set val_fraction: 0"):
         expand_runs(cfg)
 
+
+
+def test_the_plan_of_the_default_and_real_configs_is_read_without_torch():
+    """Snakemake validates every run's config while it parses the DAG (each `snakemake` call and,
+    on a cluster, each job): component names are read from torch-free catalogs. (An XBM run's
+    check asks pytorch-metric-learning which losses its memory supports, so config/cross_batch.yaml
+    imports it.)"""
+    code = (
+        "import sys\n"
+        "from xbml.workflow.plan import expand_runs, load_workflow_config\n"
+        "for path in sys.argv[1:]:\n"
+        "    assert expand_runs(load_workflow_config(path)), path\n"
+        "heavy = sorted(m for m in ('torch', 'pytorch_metric_learning', 'torchvision') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    configs = [str(ROOT / "config" / name) for name in ("config.yaml", "real.yaml")]
+    subprocess.run([sys.executable, "-c", code, *configs], check=True, cwd=ROOT)

@@ -59,14 +59,17 @@ def check_params(factory: type, params: dict, key: str, owner: str, supplied_by_
 
 
 def check_loss_config(loss_cfg: dict) -> None:
-    """The loss's and the miner's parameters, by name and (where the default tells) by type."""
-    from xbml.losses.base_losses import BASE_LOSSES, MINERS, _register_all
+    """The loss's and the miner's parameters, by name and (where the default tells) by type.
 
-    _register_all()
+    pytorch-metric-learning (and with it torch) is imported only where there are parameters to
+    check: the workflow reads every run's config while it parses the DAG."""
+    from xbml.losses.catalog import BASE_LOSSES, MINERS
+
     name = loss_cfg["name"]
     spec = BASE_LOSSES.get(name)
     reserved = ("num_classes", "embedding_size") if spec.needs_classes else ()
-    check_params(spec.factory, loss_cfg["params"], "loss.params", f"loss.name={name}", reserved)
+    if loss_cfg["params"]:
+        check_params(spec.load(), loss_cfg["params"], "loss.params", f"loss.name={name}", reserved)
     miner = loss_cfg["miner"]
     if miner == "auto":
         miner = spec.default_miner
@@ -76,6 +79,5 @@ def check_loss_config(loss_cfg: dict) -> None:
                 f"loss.miner_params is given but no miner is used (loss.miner={loss_cfg['miner']}); set "
                 "loss.miner (auto, or a miner's name) or drop loss.miner_params"
             )
-    else:
-        factory, _ = MINERS.get(miner)
-        check_params(factory, loss_cfg["miner_params"], "loss.miner_params", f"loss.miner={miner}")
+    elif loss_cfg["miner_params"]:
+        check_params(MINERS.get(miner).load(), loss_cfg["miner_params"], "loss.miner_params", f"loss.miner={miner}")

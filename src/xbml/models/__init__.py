@@ -1,15 +1,21 @@
-"""Models: backbones (registry), the embedding head and prototype pooling."""
+"""Models: backbones (registry), the embedding head and prototype pooling.
 
-from xbml.models.backbones import BACKBONES, build_backbone
-from xbml.models.embedding_model import EmbeddingModel, build_model
-from xbml.models.heads import EmbeddingHead
-from xbml.models.prototype_pooling import PrototypeAssignment
+The names below are imported on first use, so that `xbml.models.backbone_registry` (what config
+validation reads) is importable without torch."""
 
-__all__ = [
-    "BACKBONES",
-    "build_backbone",
-    "EmbeddingModel",
-    "build_model",
-    "EmbeddingHead",
-    "PrototypeAssignment",
-]
+from __future__ import annotations
+
+from xbml.lazy_exports import lazy_exports
+
+_EXPORTS = {
+    "BACKBONES": "xbml.models.backbone_registry",
+    "build_backbone": "xbml.models.backbones",
+    "EmbeddingModel": "xbml.models.embedding_model",
+    "build_model": "xbml.models.embedding_model",
+    "EmbeddingHead": "xbml.models.heads",
+    "PrototypeAssignment": "xbml.models.prototype_pooling",
+}
+
+__all__ = list(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

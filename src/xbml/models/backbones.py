@@ -15,9 +15,7 @@ from torch import nn
 
 from xbml.errors import ConfigError
 from xbml.models.input_normalisation import CAFFE_BGR, HALF_RANGE, IMAGENET_RGB, InputConvention
-from xbml.registry import Registry
-
-BACKBONES: Registry = Registry("backbone")
+from xbml.models.backbone_registry import BACKBONES  # the names; the classes are below
 
 
 class Backbone(nn.Module):
@@ -52,7 +50,6 @@ def _strided_block(cin: int, cout: int) -> nn.Sequential:
     )
 
 
-@BACKBONES.register("glyph_convnet")
 class GlyphConvNet(Backbone):
     """4 conv blocks (32-64-128-128), three of them halving the size: a 3x3x128 map of the 24x24
     glyphs (4x4 at 32x32, as in facts.md)."""
@@ -78,7 +75,6 @@ class GlyphConvNet(Backbone):
         return self.features(x)
 
 
-@BACKBONES.register("glyph_convnet_avgpool")
 class GlyphConvNetAvgPool(GlyphConvNet):
     """The glyph net with 2x2 average-pool downsampling. Alone it makes a CPU step 0.93x as long as
     max-pool's (whose backward keeps indices); with channels_last both nets cost the same (0.68x);
@@ -88,7 +84,6 @@ class GlyphConvNetAvgPool(GlyphConvNet):
     pool = nn.AvgPool2d
 
 
-@BACKBONES.register("glyph_convnet_slim")
 class GlyphConvNetSlim(GlyphConvNetAvgPool):
     """The average-pool glyph net with narrower inner blocks (24-48-96-128): 0.69x the
     multiply-adds, the same 128-channel map for the head and XML."""
@@ -96,7 +91,6 @@ class GlyphConvNetSlim(GlyphConvNetAvgPool):
     widths = (24, 48, 96, 128)
 
 
-@BACKBONES.register("glyph_convnet_strided")
 class GlyphConvNetStrided(GlyphConvNetSlim):
     """The slim glyph net whose first two blocks are 4x4 stride-2 convolutions (no pool): at 24x24
     the full-size batch norm and pool of the first block cost more CPU than any other block for the
@@ -159,13 +153,11 @@ class TorchvisionResNet(Backbone):
         return self.stages(self.stem(x))
 
 
-@BACKBONES.register("resnet18")
 class ResNet18(TorchvisionResNet):
     arch = "resnet18"
     weights_enum = "ResNet18_Weights"
 
 
-@BACKBONES.register("resnet50")
 class ResNet50(TorchvisionResNet):
     arch = "resnet50"
     weights_enum = "ResNet50_Weights"
@@ -178,7 +170,6 @@ def build_backbone(name: str, in_channels: int, pretrained: bool = False, weight
     return cls(in_channels=in_channels, pretrained=pretrained, weights_path=weights_path)
 
 
-@BACKBONES.register("bn_inception")
 class BNInception(Backbone):
     """BN-Inception with the Caffe-ported ImageNet weights DML work uses (xbml.models.bn_inception):
     a 1024-channel 7x7 map of a 224 crop; its input is BGR 0-255 minus the mean, on the device."""

@@ -39,13 +39,12 @@ class XbmBlock(RegularizerBlock):
         for key in ("memory_size", "start_iteration"):
             if isinstance(block[key], bool) or not isinstance(block[key], int):
                 raise ConfigError(f"config key 'xbm.{key}' is {block[key]!r}; it must be an integer")
-        from xbml.losses.base_losses import BASE_LOSSES, loss_names
+        from xbml.losses.catalog import BASE_LOSSES, loss_names
 
-        loss_names()  # registers the base losses
         factory = BASE_LOSSES.get(cfg["loss"]["name"]).factory
         supported = memory_class().supported_losses()
-        if factory.__name__ not in supported:
-            pair = [n for n in loss_names() if BASE_LOSSES.get(n).factory.__name__ in supported]
+        if factory not in supported:
+            pair = [n for n in loss_names() if BASE_LOSSES.get(n).factory in supported]
             raise ConfigError(
                 f"xbm compares the batch with remembered embeddings through a pair-based loss, but loss.name is "
                 f"{cfg['loss']['name']!r}; use one of {', '.join(pair)} (or xbm.weight: 0)"
