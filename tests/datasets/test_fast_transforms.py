@@ -4,6 +4,8 @@ seed, the same pixels where the operation is deterministic, the same crop distri
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -57,6 +59,26 @@ def test_training_and_evaluation_items_equal_the_reference_to_the_last_bit(jpeg)
         assert fast.dtype == torch.uint8
         assert torch.equal(NORMALISE(fast[None])[0], reference_item(jpeg, 64, 72, seed)), seed
     assert torch.equal(NORMALISE(ft.eval_view(image, 72, 64)[None])[0], reference_item(jpeg, 64, 72, None))
+
+
+def test_the_evaluation_resize_and_crop_are_torchvisions_without_importing_it():
+    """Portrait, landscape, square, already at size, and smaller than the crop (zero padding)."""
+    from torchvision.transforms.v2 import functional as F
+
+    for i, (height, width, resize, size) in enumerate(
+        ((90, 120, 72, 64), (120, 90, 72, 64), (75, 75, 72, 64), (72, 100, 72, 64), (301, 77, 40, 36),
+         (50, 60, 50, 64), (31, 44, 31, 40))
+    ):
+        image = torch.from_numpy(photo(height, width, i)).permute(2, 0, 1).contiguous()
+        ours, theirs = ft.resize_short_side(image, resize), F.resize(image, [resize], antialias=True)
+        assert ours.shape == theirs.shape and torch.equal(ours, theirs), (height, width)
+        cropped, reference = ft.centre_crop(ours, size), F.center_crop(theirs, [size, size])
+        assert cropped.shape == reference.shape == (3, size, size) and torch.equal(cropped, reference), (height, width)
+    code = ("import sys, torch\n"
+            "from xbml.datasets import fast_transforms as ft\n"
+            "ft.eval_view(torch.zeros(3, 90, 120, dtype=torch.uint8), 72, 64)\n"
+            "assert 'torchvision' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_the_fast_decoder_gives_pils_pixels_and_other_formats_go_through_pil(tmp_path, jpeg):
