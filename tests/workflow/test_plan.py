@@ -324,7 +324,6 @@ def test_mlrc_4fold_with_validation_classes_set_aside_is_refused():
         expand_runs(cfg)
 
 
-
 def test_the_plan_of_the_default_and_real_configs_is_read_without_torch():
     """Snakemake validates every run's config while it parses the DAG (each `snakemake` call and,
     on a cluster, each job): component names are read from torch-free catalogs. (An XBM run's
