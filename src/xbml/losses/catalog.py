@@ -7,33 +7,36 @@ miner (`loss.miner: auto`).
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from xbml.registry import Registry
 
 
 @dataclass(frozen=True)
-class LossSpec:
-    factory: str  # the class in pytorch_metric_learning.losses
+class _PmlEntry:
+    """An entry that names a class of one pytorch-metric-learning module, imported by `load`."""
+
+    factory: str  # the class's name in `module`
+    module: ClassVar[str]
+
+    def load(self) -> type:
+        return getattr(importlib.import_module(self.module), self.factory)
+
+
+@dataclass(frozen=True)
+class LossSpec(_PmlEntry):
+    module: ClassVar[str] = "pytorch_metric_learning.losses"
     defaults: dict = field(default_factory=dict)
     default_miner: str | None = None
     needs_classes: bool = False
 
-    def load(self) -> type:
-        from pytorch_metric_learning import losses
-
-        return getattr(losses, self.factory)
-
 
 @dataclass(frozen=True)
-class MinerSpec:
-    factory: str  # the class in pytorch_metric_learning.miners
+class MinerSpec(_PmlEntry):
+    module: ClassVar[str] = "pytorch_metric_learning.miners"
     defaults: dict = field(default_factory=dict)
-
-    def load(self) -> type:
-        from pytorch_metric_learning import miners
-
-        return getattr(miners, self.factory)
 
 
 BASE_LOSSES: Registry = Registry("loss")
