@@ -129,6 +129,24 @@ def test_report_rejects_an_unreadable_metrics_table(tree, tmp_path, old_page, co
     assert not (old_page.parent / "comparisons.csv").exists()
 
 
+def test_a_refused_report_stops_before_importing_torch(tree, tmp_path, old_page):
+    """The inputs are checked before the slow part: a refused report costs about 1 CPU-s, not the
+    4 it took while torch (for the pictures) was imported first."""
+    import subprocess
+
+    from conftest import PYTHON, ROOT
+
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"")
+    res = subprocess.run([PYTHON, "-X", "importtime", "-m", "xbml", "report", "--config", str(tree["config"]),
+                          "--dataset", DATASET, "--results", str(tree["results"]), "--metrics", str(bad),
+                          "--out", str(old_page)], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 2 and f"metrics table {bad} is empty" in res.stderr, res.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
+    assert "pandas" in imported  # the probe sees the imports
+    assert not {"torch", "matplotlib", "seaborn"} & imported, sorted({"torch", "matplotlib", "seaborn"} & imported)
+
+
 @pytest.mark.parametrize("edit, phrase", [
     (lambda lines: lines[:3] + [lines[3] + ",0.5,extra"] + lines[4:], "is ragged: line 4 has"),
     (lambda lines: lines[:5] + [",".join(lines[5].split(",")[:4])] + lines[6:], "is ragged: line 6 has 4 fields"),

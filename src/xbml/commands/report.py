@@ -25,11 +25,9 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from xbml.reporting.report import build_report
-    from xbml.training.device import job_threads, set_threads
 
-    set_threads(job_threads(args.threads))
     written = build_report(args.config, args.dataset, args.metrics, args.out, args.results, args.prepared, args.device,
-                           allow_missing=args.allow_missing, captions=args.captions)
+                           allow_missing=args.allow_missing, captions=args.captions, threads=args.threads)
     pngs = [p for p in written if p.suffix == ".png"]
     print(f"wrote {args.out} with {len(pngs)} figures in {written[-1].parent}")
     return 0

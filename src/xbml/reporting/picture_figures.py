@@ -24,7 +24,7 @@ class Inputs:
     why: str  # which seed, and why that contender
 
 
-def draw(a: Analysis) -> list[Figure]:
+def draw(a: Analysis, threads: int = 0) -> list[Figure]:
     if "test" not in a.splits:
         return [placeholder(n, "the metrics table has no test split") for n in PICTURES]
     loaded = {}
@@ -33,7 +33,7 @@ def draw(a: Analysis) -> list[Figure]:
         # loaded on first use: a figure that is disabled or does not apply needs no embeddings
         if "inputs" not in loaded:
             try:
-                loaded["inputs"] = _inputs(a)
+                loaded["inputs"] = _inputs(a, threads)
             except (XbmlError, FileNotFoundError, OSError) as exc:
                 loaded["inputs"] = exc
         if isinstance(loaded["inputs"], Exception):
@@ -49,8 +49,9 @@ def draw(a: Analysis) -> list[Figure]:
     return out
 
 
-def _inputs(a: Analysis) -> Inputs:
+def _inputs(a: Analysis, threads: int) -> Inputs:
     from xbml.reporting import pictures
+    from xbml.training.device import job_threads, set_threads
 
     p = a.pictures
     if p.seed is None:
@@ -61,6 +62,7 @@ def _inputs(a: Analysis) -> Inputs:
         raise XbmlError(f"the test embeddings of {p.reference} and {p.contender} list different images")
     import torch
 
+    set_threads(job_threads(threads))  # here, where torch is first needed: a refused report never imports it
     blob = torch.load(folders[p.reference] / "model.pt", map_location="cpu", weights_only=True)
     images = pictures.DisplayImages(blob["config"]["data"], a.prepared)
     why = f"seed {p.seed}" + (f"; {p.contender} has the best validation MAP@R among the other runs"

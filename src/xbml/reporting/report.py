@@ -32,13 +32,14 @@ def comparisons_table(comparisons: list[PairedComparison]) -> pd.DataFrame:
 def build_report(
     config_path: str | Path, dataset: str, metrics_csv: str | Path, out_html: str | Path,
     results: str | Path = "results", prepared: str | None = None, device: str = "cpu", allow_missing: bool = False,
-    captions: str | Path | None = None,
+    captions: str | Path | None = None, threads: int = 0,
 ) -> list[Path]:
     """Write out_html, the PNGs, metrics.csv and comparisons.csv beside it; return the written paths.
 
     `captions` is the folder of the figure captions (<figure>.rst; default workflow/report of the
-    working directory). Everything is computed before the first file is written, so a report that
-    fails leaves the previous one as it was."""
+    working directory); `threads` are torch's for the pictures (0: the job's share of the CPUs).
+    Everything is computed before the first file is written, so a report that fails leaves the
+    previous one as it was; torch is imported only once the inputs have been checked."""
     from xbml.atomic import atomic_path
     from xbml.reporting.analysis import analyse
     from xbml.reporting.captions import DEFAULT_FOLDER, Captions
@@ -49,7 +50,7 @@ def build_report(
     texts = Captions(DEFAULT_FOLDER if captions is None else captions)
     texts.check(FIGURES)  # before the slow part: a missing caption should not cost a report's drawing
     a = analyse(config_path, dataset, metrics_csv, results, prepared, device, allow_missing)
-    figures = draw_all(a, texts)
+    figures = draw_all(a, texts, threads)
     html_text = page(a, figures)
     out_dir = out_html.parent
     written = []
@@ -77,12 +78,12 @@ def _readable(paths: list[Path]) -> None:
         os.chmod(p, 0o666 & ~umask)
 
 
-def draw_all(a, captions) -> dict:
+def draw_all(a, captions, threads: int = 0) -> dict:
     """Every figure of FIGURES (xbml.reporting.figures), drawn or a placeholder, with its caption."""
     from xbml.reporting import picture_figures
     from xbml.reporting.figures import FIGURES, charts
 
-    out = {f.name: f for f in [*charts(a), *picture_figures.draw(a)]}
+    out = {f.name: f for f in [*charts(a), *picture_figures.draw(a, threads)]}
     assert list(out) == list(FIGURES), list(out)
     for f in out.values():
         f.caption = captions.html(f.name, a.dataset, a.config)
