@@ -191,16 +191,20 @@ def test_swept_values_become_safe_words_and_distinct_settings_distinct_names():
         run_name("9lives", ())
 
 
-@pytest.mark.parametrize("value", ["x$(touch INJECTED)", "a b; touch INJECTED", "`touch INJECTED`", "x'\"{y}"])
-def test_hostile_swept_values_reach_no_shell(tmp_path, value):
-    """A swept path with shell syntax: the dry run prints the commands, quoted, and runs none of them."""
+HOSTILE_VALUES = ("x$(touch INJECTED)", "a b; touch INJECTED", "`touch INJECTED`", "x'\"{y}")
+
+
+def test_hostile_swept_values_reach_no_shell(tmp_path):
+    """Swept paths with shell syntax, all in one sweep: the dry run prints the commands, quoted, and
+    runs none of them."""
     import os
+    import shlex
 
     from conftest import copy_repository
 
     repo = copy_repository(tmp_path / "repo")
     cfg = yaml.safe_load((repo / "config/config.yaml").read_text())
-    cfg["methods"] = {"baseline": {}, "odd": {"model.weights_path": [value, "plain"],
+    cfg["methods"] = {"baseline": {}, "odd": {"model.weights_path": [*HOSTILE_VALUES, "plain"],
                                              "loss.params": [{"alpha": 2.0}, {"alpha": 3.0}]}}
     cfg["seeds"] = [0]
     # yaml.safe_dump sorts the keys: loss.params is swept first
@@ -211,25 +215,27 @@ def test_hostile_swept_values_reach_no_shell(tmp_path, value):
     assert dry.returncode == 0, dry.stderr
     assert not (repo / "INJECTED").exists()
     train_lines = [line for line in dry.stdout.splitlines() if " -m xbml train " in line]
-    assert len(train_lines) == 5  # baseline + 2 x 2 sweep
-    import shlex
-
+    assert len(train_lines) == 1 + 2 * (len(HOSTILE_VALUES) + 1)  # baseline + the sweep
     for line in train_lines:
         words = shlex.split(line.split(">")[0])  # the command as the shell would split it
         out = words[words.index("--out") + 1]
         assert RUN_NAME.fullmatch(out.split("/")[2]), out
     set_values = [yaml.safe_load(w.split("=", 1)[1]) for line in train_lines
                   for w in shlex.split(line.split(" > ")[0]) if w.startswith("model.weights_path=")]
-    assert value in set_values  # the job would receive the value verbatim, as one word
+    for value in HOSTILE_VALUES:  # each job would receive its value verbatim, as one word
+        assert set_values.count(value) == 2, (value, set_values)
     assert any("loss.params={alpha: 2.0}" in shlex.split(line.split(" > ")[0]) for line in train_lines)
     # the labels of run.json arrive as flags, one word each
     odd = [shlex.split(line.split(" > ")[0]) for line in train_lines if "--method odd" in line]
-    assert len(odd) == 4
+    assert len(odd) == 2 * (len(HOSTILE_VALUES) + 1)
+    names = set()
     for words in odd:
         sweeps = [words[i + 1] for i, w in enumerate(words) if w == "--sweep"]
         assert sorted(sweeps) == ["loss.params", "model.weights_path"]
         name = words[words.index("--run-name") + 1]
         assert name == words[words.index("--out") + 1].split("/")[2] and words[words.index("--dataset") + 1] == "glyphs"
+        names.add(name)
+    assert len(names) == len(odd)  # one folder per run, whatever the values look like
 
 
 def test_real_data_config_is_valid_and_asks_for_gpus():
