@@ -110,9 +110,10 @@ def write_tree(base: Path, methods: dict | None = None, seeds=(0, 1, 2), splits=
     return {"config": config_path, "results": results, "base": base}
 
 
-def cli(*args) -> subprocess.CompletedProcess:
+def cli(*args, python_flags=()) -> subprocess.CompletedProcess:
     env = {**os.environ, "MPLBACKEND": "Agg"}
-    return subprocess.run([PYTHON, "-m", "xbml", *map(str, args)], cwd=ROOT, capture_output=True, text=True, env=env)
+    return subprocess.run([PYTHON, *python_flags, "-m", "xbml", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, env=env)
 
 
 def aggregate(tree: dict, out: Path, *extra) -> subprocess.CompletedProcess:
@@ -120,6 +121,6 @@ def aggregate(tree: dict, out: Path, *extra) -> subprocess.CompletedProcess:
                "--out", out, *extra)
 
 
-def report(tree: dict, metrics: Path, out: Path, *extra) -> subprocess.CompletedProcess:
+def report(tree: dict, metrics: Path, out: Path, *extra, python_flags=()) -> subprocess.CompletedProcess:
     return cli("report", "--config", tree["config"], "--dataset", DATASET, "--results", tree["results"],
-               "--metrics", metrics, "--out", out, *extra)
+               "--metrics", metrics, "--out", out, *extra, python_flags=python_flags)

@@ -132,15 +132,9 @@ def test_report_rejects_an_unreadable_metrics_table(tree, tmp_path, old_page, co
 def test_a_refused_report_stops_before_importing_torch(tree, tmp_path, old_page):
     """The inputs are checked before the slow part: a refused report costs about 1 CPU-s, not the
     4 it took while torch (for the pictures) was imported first."""
-    import subprocess
-
-    from conftest import PYTHON, ROOT
-
     bad = tmp_path / "bad.csv"
     bad.write_bytes(b"")
-    res = subprocess.run([PYTHON, "-X", "importtime", "-m", "xbml", "report", "--config", str(tree["config"]),
-                          "--dataset", DATASET, "--results", str(tree["results"]), "--metrics", str(bad),
-                          "--out", str(old_page)], cwd=ROOT, capture_output=True, text=True)
+    res = report(tree, bad, old_page, python_flags=("-X", "importtime"))
     assert res.returncode == 2 and f"metrics table {bad} is empty" in res.stderr, res.stderr[-2000:]
     imported = {line.rsplit("|", 1)[1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
     assert "pandas" in imported  # the probe sees the imports
