@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,9 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 # the tests check behaviour, not throughput: their trainings do not queue for CPU slots
 # (xbml.training.cpu_slots; tests/training/test_cpu_slots.py sets its own)
 os.environ["XBML_CPU_SLOTS"] = "off"
+# xbml's own cache (the glyph class selection, xbml.datasets.glyphs.selection_cache) is the tests'
+# folder, shared by the test workers and their subprocesses, never the user's ~/.cache
+os.environ["XBML_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"xbml-test-cache-{os.getuid()}")
 
 
 # runs `xbml train` and SIGKILLs the process itself right after its checkpoint at KILL_AT is on

@@ -43,6 +43,7 @@ from xbml.datasets.glyphs.selection import (
     subset_classes,
     survey,
 )
+from xbml.datasets.glyphs.selection_cache import cached_selection
 from xbml.datasets.glyphs.store import JSON_NAME, NPZ_NAME, arrays_sha256, file_sha256, generate, write_npz
 
 __all__ = [
@@ -74,6 +75,7 @@ __all__ = [
     "render_image",
     "resolve_params",
     "select_classes",
+    "cached_selection",
     "signatures",
     "subset_classes",
     "survey",

@@ -21,9 +21,9 @@ from xbml.datasets.glyphs.selection import (
     LOOKALIKE_DISTANCE,
     LOOKALIKE_LOCAL,
     held_out_classes,
-    select_classes,
     subset_classes,
 )
+from xbml.datasets.glyphs.selection_cache import cached_selection
 from xbml.datasets.glyphs.store import JSON_NAME, NPZ_NAME, file_sha256, generate, holds_store, metadata, write_store
 from xbml.datasets.registry import DATASETS
 from xbml.datasets.schema import check
@@ -54,6 +54,17 @@ SOURCES_SCHEMA = {
     },
 }
 _SEED_SCHEMA = {"type": "integer", "minimum": 0, "description": "a whole number >= 0 (--seed)"}
+
+
+#: below this many images one process draws them all: a spawned renderer costs ~0.5 CPU-s to start
+#: (numpy, PIL, the fonts) and one process draws ~1,500 24-px images a second
+PARALLEL_FROM_IMAGES = 2000
+
+
+def generation_workers(n_images: int) -> int:
+    if n_images < PARALLEL_FROM_IMAGES:
+        return 1
+    return min(DEFAULT_WORKERS, len(os.sched_getaffinity(0)) or 1)
 
 
 def resolve_params(sources: dict | None, seed: int) -> dict:
@@ -121,7 +132,7 @@ class Glyphs(Dataset):
         _check_replaceable(raw_dir, JSON_NAME, "glyphs raw folder")
         raw_dir.parent.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        selection = select_classes()
+        selection = cached_selection()
         classes = subset_classes(selection.classes, params["max_classes"])
         n_images = 0
 
@@ -133,7 +144,7 @@ class Glyphs(Dataset):
                 params["images_per_class"],
                 params["image_size"],
                 params["seed"],
-                workers=min(DEFAULT_WORKERS, len(os.sched_getaffinity(0)) or 1),
+                workers=generation_workers(len(classes) * params["images_per_class"]),
                 progress=progress,
             )
             meta = metadata(params, table, len(selection.classes), classes, images, labels, fonts)
