@@ -44,8 +44,11 @@ def test_the_cached_selection_is_the_survey_and_is_what_the_next_call_reads(cach
         b'{"classes": [65], "fonts": {}, "dropped_lookalikes": {}}',
         b'{"classes": [65], "fonts": {"65": [[0, "A"]]}, "dropped_lookalikes": {}}',
         b'{"classes": [65], "fonts": {"65": []}, "dropped_lookalikes": {}}',
+        b'{"classes": [65], "fonts": {"65": [[99, 65]]}, "dropped_lookalikes": {}}',
+        b'{"classes": [-65], "fonts": {"-65": [[0, 65]]}, "dropped_lookalikes": {}}',
     ],
-    ids=["empty", "truncated", "binary", "not-an-object", "unsorted", "fonts-missing", "not-ints", "no-font"],
+    ids=["empty", "truncated", "binary", "not-an-object", "unsorted", "fonts-missing", "not-ints", "no-font",
+         "unknown-font", "negative"],
 )
 def test_a_damaged_cache_file_is_recomputed_and_replaced(cache, damage):
     path = cache / f"{selection_key()}.json"

@@ -81,9 +81,12 @@ def _read(path: Path) -> Selection | None:
         dropped = {int(cp): kept for cp, kept in data["dropped_lookalikes"].items()}
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
-    ints = all(type(v) is int for v in (*classes, *dropped.values(), *(x for p in fonts.values() for pr in p for x in pr)))
-    if not ints or not classes or list(classes) != sorted(set(classes)) or set(fonts) != set(classes):
+    values = (*classes, *dropped.values(), *(x for pairs in fonts.values() for pair in pairs for x in pair))
+    if not all(type(v) is int and v >= 0 for v in values):
         return None
-    if any(not pairs for pairs in fonts.values()):
+    n_fonts = len(font_table().paths)
+    if not classes or list(classes) != sorted(set(classes)) or set(fonts) != set(classes):
+        return None
+    if any(not pairs or any(f >= n_fonts for f, _ in pairs) for pairs in fonts.values()):
         return None
     return Selection(classes, fonts, dropped)
