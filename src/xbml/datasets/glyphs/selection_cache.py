@@ -18,6 +18,7 @@ import logging
 import os
 from pathlib import Path
 
+from xbml.atomic import write_json
 from xbml.datasets.glyphs.fonts import MIN_FONTS, font_table
 from xbml.datasets.glyphs.selection import Selection, select_classes
 
@@ -57,9 +58,7 @@ def cached_selection(min_fonts: int = MIN_FONTS) -> Selection:
         return selection
     selection = select_classes(min_fonts)
     try:
-        from xbml.atomic import write_text
-
-        write_text(path, json.dumps(_to_json(selection)))
+        write_json(path, _to_json(selection))
     except OSError as exc:  # a read-only or full cache costs the survey next time, nothing else
         log.info("glyph class selection not cached (%s)", exc)
     return selection
