@@ -9,7 +9,7 @@ ln C in the same run and stayed at chance on the glyph set for 2,000 iterations.
 channels_last on one thread (a fixed count: the same trajectory run to run), batch 32 classes x 2
 as the glyph default: 0.57 x ln C over the last 40 of 400 steps, in 38 CPU-s (16 x 4 needed 800
 steps, 79 CPU-s, for the same ratio). The glyph default's strided net (glyph_convnet_strided)
-learns there (0.12-0.16 x ln C over 4,050 glyph iterations) but not on these patches in 800 steps
+learns there (0.15-0.17 x ln C over 3,300 glyph iterations) but not on these patches in 800 steps
 (0.97 x ln C, measured with 16 x 4): this test is of the formulation, on the net it was
 calibrated with.
 """
