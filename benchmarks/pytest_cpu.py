@@ -7,6 +7,10 @@ Each pytest-xdist worker writes its rows to $XBML_TEST_CPU/<worker>.json.
 
     XBML_TEST_CPU=/tmp/test-cpu PYTHONPATH=benchmarks python -m pytest -p pytest_cpu -n 3 --dist loadfile -q
     python benchmarks/pytest_cpu.py /tmp/test-cpu        # per file, then the slowest tests
+    python benchmarks/pytest_cpu.py /tmp/test-cpu --write-durations tests/durations.json
+
+tests/durations.json holds each file's wall time from such a run; tests/conftest.py starts the
+longest files first, so that pytest-xdist does not leave an end-to-end run for last.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folder", help="the folder given as XBML_TEST_CPU")
     ap.add_argument("--top", type=int, default=15)
+    ap.add_argument("--write-durations", type=Path, metavar="JSON",
+                    help="write each file's wall time (s, setup and teardown included) here, longest first")
     args = ap.parse_args()
     rows = [tuple(r) for f in sorted(Path(args.folder).glob("*.json")) for r in json.loads(f.read_text())]
     files: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0, 0])
@@ -62,6 +68,9 @@ def main() -> None:
     print(f"{'CPU s':>8} {'wall s':>8} {'tests':>6}  file")
     for name, (cpu, wall, n) in sorted(files.items(), key=lambda kv: -kv[1][0])[: args.top]:
         print(f"{cpu:8.1f} {wall:8.1f} {n:6d}  {name}")
+    if args.write_durations:
+        walls = {name: round(wall, 1) for name, (_, wall, _) in sorted(files.items(), key=lambda kv: -kv[1][1])}
+        args.write_durations.write_text(json.dumps(walls, indent=1) + "\n")
     print(f"\n{'CPU s':>8} {'wall s':>8}  test")
     for node, cpu, wall in sorted(rows, key=lambda r: -r[1])[: args.top]:
         print(f"{cpu:8.1f} {wall:8.1f}  {node}")

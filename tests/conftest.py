@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -20,9 +21,27 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 # the tests check behaviour, not throughput: their trainings do not queue for CPU slots
 # (xbml.training.cpu_slots; tests/training/test_cpu_slots.py sets its own)
 os.environ["XBML_CPU_SLOTS"] = "off"
+# three test workers share two cores: one OpenMP thread per process (torch's and faiss's in the
+# workers; xbml's jobs already default to 1), and an idle one sleeps instead of spinning. Both are
+# read when torch loads its OpenMP runtime, which no module imports before this one. Beside two busy
+# processes, spinning took a 2-thread training from 19 to 43 CPU-s (30 to 53 s wall) here. Neither
+# changes what a test checks; tests of the thread settings set their own
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # xbml's own cache (the glyph class selection, xbml.datasets.glyphs.selection_cache) is the tests'
 # folder, shared by the test workers and their subprocesses, never the user's ~/.cache
 os.environ["XBML_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"xbml-test-cache-{os.getuid()}")
+
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest files first, by their wall time in tests/durations.json (benchmarks/pytest_cpu.py
+    writes it from a measured run; a file it does not list goes last). scripts/run-tests hands whole
+    files to pytest-xdist's workers in this order (--dist loadfile --no-loadscope-reorder): left to
+    itself, xdist sorts files by their number of tests, which started the one-test 4-fold workflow
+    run last, alone, 90 s after the other workers had finished."""
+    walls = json.loads((ROOT / "tests/durations.json").read_text())
+    items.sort(key=lambda item: -walls.get(item.nodeid.split("::")[0], 0.0))  # stable: file order kept
 
 
 # runs `xbml train` and SIGKILLs the process itself right after its checkpoint at KILL_AT is on

@@ -31,9 +31,18 @@ def made(tmp_path_factory):
     res = aggregate(tree, table)
     assert res.returncode == 0, res.stderr
     page = base / "report" / "index.html"
-    res = report(tree, table, page)
+    res = report(tree, table, page, python_flags=("-X", "importtime"))
     assert res.returncode == 0, res.stderr
-    return {"tree": tree, "table": table, "page": page, "text": page.read_text()}
+    imported = {line.rsplit("|", 1)[1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
+    return {"tree": tree, "table": table, "page": page, "text": page.read_text(), "imported": imported}
+
+
+def test_a_report_that_draws_no_picture_never_imports_torch(made):
+    """A tree without embeddings or model.pt: the pictures are placeholders, and neither they nor
+    the machine table import torch (2.5-3 CPU-s of every report) only to find that out."""
+    assert "seaborn" in made["imported"]  # the probe sees the imports
+    assert "torch" not in made["imported"]
+    assert re.search(r"<td>gpu</td>\s*<td>not looked for \(this report drew no picture", made["text"])
 
 
 def _expected(df: pd.DataFrame):

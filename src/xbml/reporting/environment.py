@@ -87,23 +87,25 @@ def dvc_hash(version: dict | None) -> str | None:
     return None
 
 
-def machine() -> dict[str, str]:
-    """The machine writing the report (training devices come from the runs' summaries)."""
+def machine(look_for_gpu: bool) -> dict[str, str]:
+    """The machine writing the report (training devices come from the runs' summaries). Its GPU
+    matters only where the report's pictures ran on it (`look_for_gpu`): importing torch only to
+    look (2.5-3 CPU-s) would cost every report, also those that draw no picture."""
     info = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu cores": str(os.cpu_count()),
         "python executable": sys.executable,
     }
-    try:
-        import torch
+    if not look_for_gpu:
+        info["gpu"] = "not looked for (this report drew no picture, the only part that runs torch)"
+        return info
+    import torch
 
-        if torch.cuda.is_available():
-            info["gpu"] = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
-        else:
-            info["gpu"] = "none visible"
-    except ImportError:
-        pass
+    if torch.cuda.is_available():
+        info["gpu"] = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    else:
+        info["gpu"] = "none visible"
     return info
 
 

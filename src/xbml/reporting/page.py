@@ -13,6 +13,7 @@ from xbml.reporting import environment, html
 from xbml.reporting import page_tables as tables
 from xbml.reporting.analysis import Analysis
 from xbml.reporting.figures import REGULARIZER_FIGURE, Figure
+from xbml.reporting.picture_figures import PICTURES
 from xbml.reporting.html import Cell, Section, esc
 from xbml.metric_names import RANK_METRICS, TESTED_METRICS
 from xbml.reporting.results import METRICS, PRIMARY, SPLIT_MEANINGS
@@ -119,7 +120,8 @@ def page(a: Analysis, figures: dict[str, Figure]) -> str:
     if missing:
         sections.append(_not_drawn(missing))
 
-    sections.append(_environment_html(a))
+    # only the pictures run torch: whether they did, not what this process imported before, decides
+    sections.append(_environment_html(a, look_for_gpu=any(figures[n].drawn for n in PICTURES)))
     data = Section("data", "Metrics table")
     data.add(f'<details open><summary>metrics.csv, one row per run, seed and split</summary>{tables.csv_table(a.metrics_csv)}</details>')
     sections.append(data)
@@ -145,7 +147,7 @@ def _not_drawn(missing: list[Figure]) -> Section:
     return sec
 
 
-def _environment_html(a: Analysis) -> Section:
+def _environment_html(a: Analysis, look_for_gpu: bool) -> Section:
     sec = Section("environment", "Environment and provenance")
     version = environment.data_version(a.results, a.dataset)
     dvc = environment.dvc_hash(version)
@@ -177,7 +179,7 @@ def _environment_html(a: Analysis) -> Section:
         sec.add(html.table(["training device", "bf16", "threads", "processes", "runs"],
                            [[d, b, t, w, Cell(str(n), numeric=True)] for (d, b, t, w), n in devices.items()],
                            table_id="devices"))
-    sec.add(html.table(["report machine", ""], [[k, v] for k, v in environment.machine().items()]))
+    sec.add(html.table(["report machine", ""], [[k, v] for k, v in environment.machine(look_for_gpu).items()]))
     sec.add(html.table(["library", "version"], [[k, v] for k, v in environment.library_versions().items()],
                        table_id="libraries"))
     sec.add("<h3>Cost of each stage</h3>")

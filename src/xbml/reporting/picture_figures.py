@@ -4,6 +4,8 @@ test embeddings and model.pt, and torch)."""
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +53,6 @@ def draw(a: Analysis, threads: int = 0) -> list[Figure]:
 
 def _inputs(a: Analysis, threads: int) -> Inputs:
     from xbml.reporting import pictures
-    from xbml.training.device import job_threads, set_threads
 
     p = a.pictures
     if p.seed is None:
@@ -60,10 +61,15 @@ def _inputs(a: Analysis, threads: int) -> Inputs:
     embs = {n: pictures.load_embeddings(folders[n] / "embeddings_test.npz") for n in p.shown}
     if p.contender and not pictures.aligned(embs[p.reference], embs[p.contender]):
         raise XbmlError(f"the test embeddings of {p.reference} and {p.contender} list different images")
+    model = folders[p.reference] / "model.pt"
+    if not model.is_file():  # before torch's import (3 CPU-s), which a report that cannot draw skips
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(model))
     import torch
 
+    from xbml.training.device import job_threads, set_threads
+
     set_threads(job_threads(threads))  # here, where torch is first needed: a refused report never imports it
-    blob = torch.load(folders[p.reference] / "model.pt", map_location="cpu", weights_only=True)
+    blob = torch.load(model, map_location="cpu", weights_only=True)
     images = pictures.DisplayImages(blob["config"]["data"], a.prepared)
     why = f"seed {p.seed}" + (f"; {p.contender} has the best validation MAP@R among the other runs"
                               if p.contender and "val" in a.splits else "")
