@@ -156,6 +156,9 @@ def test_dvc_repro_from_scratch_then_snakemake_and_dvc_exp(finished_repo, tmp_pa
     _nothing_to_do(repo)
     _dvc_clean(repo)
     assert _metrics(repo) == _metrics(finished_repo)  # same commands, same numbers
+    page = (repo / "reports/glyphs/index.html").read_text()
+    for name in ("retrieval", "tsne", "prototype_maps", "prototype_usage"):  # tiny_config(pictures=False)
+        assert re.search(rf"<code>{name}.png</code>: disabled \(report\.\w+ = 0\)", page), name
     _commit_all(repo, "tiny experiment by dvc repro")
     kept = (repo / "results/glyphs/xml/seed0/model.pt").stat().st_mtime_ns
 

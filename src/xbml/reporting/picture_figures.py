@@ -144,6 +144,8 @@ def _prototypes(a: Analysis, load) -> list[Figure]:
     names = PICTURES[2:]
     if not any(d.name == "xml" for d in a.regularizers):
         return [placeholder(n, "no run of this report trains with XML") for n in names]
+    if a.report_cfg["prototype_images"] == 0:
+        return [placeholder(n, "disabled (report.prototype_images = 0)") for n in names]
     inputs = load()
     chosen = _prototype_model(a)
     if chosen is None:
@@ -156,7 +158,7 @@ def _prototypes(a: Analysis, load) -> list[Figure]:
     name, s, model, blob = chosen
     e = inputs.embs.get(name) or pictures.load_embeddings(a.folder(name, s) / "embeddings_test.npz")
     rng = np.random.default_rng(pictures.PICTURE_SEED)
-    pick = np.sort(rng.choice(len(e.rows), size=min(192, len(e.rows)), replace=False))
+    pick = np.sort(rng.choice(len(e.rows), size=min(a.report_cfg["prototype_images"], len(e.rows)), replace=False))
     batch = torch.stack([inputs.images.tensor(e.rows[i]) for i in pick])
     assign = pictures.compute_assignments(model, blob["regularizer_state"]["xml"], blob["config"]["xml"], batch, a.device)
     shown_imgs = [inputs.images.to_display(x) for x in batch]
