@@ -33,7 +33,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ["XBML_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"xbml-test-cache-{os.getuid()}")
 
 
-
 def pytest_collection_modifyitems(config, items):
     """Longest files first, by their wall time in tests/durations.json (benchmarks/pytest_cpu.py
     writes it from a measured run; a file it does not list goes last). scripts/run-tests hands whole
