@@ -124,3 +124,8 @@ def aggregate(tree: dict, out: Path, *extra) -> subprocess.CompletedProcess:
 def report(tree: dict, metrics: Path, out: Path, *extra, python_flags=()) -> subprocess.CompletedProcess:
     return cli("report", "--config", tree["config"], "--dataset", DATASET, "--results", tree["results"],
                "--metrics", metrics, "--out", out, *extra, python_flags=python_flags)
+
+
+def imported_modules(stderr: str) -> set[str]:
+    """The modules a process run with `python_flags=("-X", "importtime")` imported, from its stderr."""
+    return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:")}

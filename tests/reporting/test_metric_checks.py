@@ -8,7 +8,7 @@ import math
 
 import pandas as pd
 import pytest
-from synthetic import DATASET, aggregate, report, write_tree
+from synthetic import DATASET, aggregate, imported_modules, report, write_tree
 
 SEEDS = (0, 1, 2, 3, 4, 5)
 OLD = "previous output, must survive a failed run\n"
@@ -136,7 +136,7 @@ def test_a_refused_report_stops_before_importing_torch(tree, tmp_path, old_page)
     bad.write_bytes(b"")
     res = report(tree, bad, old_page, python_flags=("-X", "importtime"))
     assert res.returncode == 2 and f"metrics table {bad} is empty" in res.stderr, res.stderr[-2000:]
-    imported = {line.rsplit("|", 1)[1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
+    imported = imported_modules(res.stderr)
     assert "pandas" in imported  # the probe sees the imports
     assert not {"torch", "matplotlib", "seaborn"} & imported, sorted({"torch", "matplotlib", "seaborn"} & imported)
 

@@ -8,7 +8,7 @@ import re
 
 import pandas as pd
 import pytest
-from synthetic import aggregate, report, write_tree, xml_summary
+from synthetic import aggregate, imported_modules, report, write_tree, xml_summary
 
 from xbml.metric_names import TESTED_METRICS
 from xbml.reporting.statistics import EXPLORATORY_FAMILY, PRIMARY_FAMILY, compare, holm_adjust
@@ -33,8 +33,8 @@ def made(tmp_path_factory):
     page = base / "report" / "index.html"
     res = report(tree, table, page, python_flags=("-X", "importtime"))
     assert res.returncode == 0, res.stderr
-    imported = {line.rsplit("|", 1)[1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
-    return {"tree": tree, "table": table, "page": page, "text": page.read_text(), "imported": imported}
+    return {"tree": tree, "table": table, "page": page, "text": page.read_text(),
+            "imported": imported_modules(res.stderr)}
 
 
 def test_a_report_that_draws_no_picture_never_imports_torch(made):
